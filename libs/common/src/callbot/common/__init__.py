@@ -1,0 +1,1 @@
+"""callbot.common: contracts, settings, messaging and adapters shared by the services."""

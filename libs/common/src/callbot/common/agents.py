@@ -1,0 +1,200 @@
+"""The agent definition and its message templates.
+
+An agent is what a company configures: prompt, few-shot examples, greeting,
+voice, the data to collect and the limits of a call. Templates use
+`{recipient.<key>}`, `{variables.<key>}` and `{agent.name}`; anything else is
+rejected when the agent is saved, so a typo never crashes a call in progress.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
+AmdMode = Literal["off", "sync", "async"]
+
+_AGENT_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_FIELD_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+_PLACEHOLDER = re.compile(r"^(recipient|variables)\.([A-Za-z_][A-Za-z0-9_]*)$|^agent\.name$")
+
+
+class TemplateError(ValueError):
+    """A template uses a placeholder callbot cannot fill."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class DataField(_Model):
+    """One piece of data the agent must collect during the call."""
+
+    name: str = Field(pattern=_FIELD_NAME)
+    description: str = Field(min_length=1, max_length=500)
+    type: FieldType = "string"
+    required: bool = True
+    choices: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _choices_match_type(self) -> DataField:
+        if self.type == "choice" and not self.choices:
+            raise ValueError(f"field {self.name!r} has type 'choice' but no choices")
+        if self.type != "choice" and self.choices:
+            raise ValueError(f"field {self.name!r} lists choices but its type is {self.type!r}")
+        return self
+
+
+class FewShotMessage(_Model):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class LlmOptions(_Model):
+    model: str | None = None  # None: the service default (`LLM_MODEL`)
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    max_tokens: int = Field(default=300, ge=16, le=4096)
+    timeout_s: float = Field(default=3.0, gt=0, le=12)
+
+
+class SpeechOptions(_Model):
+    hints: tuple[str, ...] = ()
+    model: str | None = None  # Twilio speechModel, e.g. "phone_call"
+    timeout: str = "auto"  # Twilio speechTimeout: seconds or "auto"
+    gather_timeout_s: int = Field(default=5, ge=1, le=60)
+
+
+class Agent(_Model):
+    """An agent as stored in the `agents` collection (`_id` is `agent_id`)."""
+
+    agent_id: str = Field(pattern=_AGENT_ID, validation_alias=AliasChoices("_id", "agent_id"))
+    name: str = Field(min_length=1, max_length=200)
+    version: int = Field(default=1, ge=1)
+    greeting: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    few_shot: tuple[FewShotMessage, ...] = ()
+    voice: str = "Polly.Joanna"
+    language: str = "en-US"
+    data_to_fill: tuple[DataField, ...] = ()
+    voicemail_message: str = "Sorry we missed you. We will call again later. Goodbye."
+    completion_message: str = "Thank you, I have everything I need. Goodbye!"
+    goodbye_message: str = "Thank you for your time. Goodbye!"
+    reprompt_message: str = "Sorry, I didn't catch that. Could you say that again?"
+    fallback_message: str = "Sorry, give me a moment. Could you repeat that?"
+    timeout_message: str = "I haven't heard from you, so I will end the call now. Goodbye!"
+    max_no_input: int = Field(default=3, ge=1, le=10)
+    max_turns: int = Field(default=40, ge=2, le=400)
+    max_duration_s: int = Field(default=600, ge=30, le=14400)
+    machine_detection: AmdMode = "sync"
+    record: bool = True
+    llm: LlmOptions = LlmOptions()
+    speech: SpeechOptions = SpeechOptions()
+    past_calls: int = Field(default=5, ge=0, le=20)
+    mcp: tuple[dict[str, Any], ...] = ()
+    knowledge: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _templates_and_fields_are_sound(self) -> Agent:
+        errors = [
+            f"{name}: {problem}"
+            for name, text in self.templates().items()
+            for problem in template_problems(text)
+        ]
+        names = [field.name for field in self.data_to_fill]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            errors.append(f"data_to_fill: duplicate field names {duplicates}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def templates(self) -> dict[str, str]:
+        """Every text of the agent that is rendered with call data."""
+        return {
+            "greeting": self.greeting,
+            "prompt": self.prompt,
+            "voicemail_message": self.voicemail_message,
+            "completion_message": self.completion_message,
+            "goodbye_message": self.goodbye_message,
+            "reprompt_message": self.reprompt_message,
+            "fallback_message": self.fallback_message,
+            "timeout_message": self.timeout_message,
+        }
+
+    def required_variables(self) -> frozenset[str]:
+        """Call variables the templates use: `POST /v1/calls` must supply each."""
+        return frozenset(
+            key
+            for text in self.templates().values()
+            for root, key in _placeholders(text)
+            if root == "variables"
+        )
+
+    def field(self, name: str) -> DataField | None:
+        return next((field for field in self.data_to_fill if field.name == name), None)
+
+    def to_document(self) -> dict[str, Any]:
+        """The MongoDB document for this agent (`_id` = agent id)."""
+        document = self.model_dump(mode="python", exclude={"agent_id"})
+        return {"_id": self.agent_id, **document}
+
+
+def _placeholders(text: str) -> list[tuple[str, str]]:
+    """(root, key) pairs of a template; raises TemplateError on malformed braces."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template: {exc}") from exc
+    found = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        match = _PLACEHOLDER.match(name)
+        if match is None or spec or conversion:
+            raise TemplateError(
+                f"unknown placeholder {{{name}}}: use {{recipient.<key>}}, "
+                "{variables.<key>} or {agent.name}"
+            )
+        found.append((match.group(1) or "agent", match.group(2) or "name"))
+    return found
+
+
+def template_problems(text: str) -> list[str]:
+    """Why a template cannot be rendered; empty when it is sound."""
+    try:
+        _placeholders(text)
+    except TemplateError as exc:
+        return [str(exc)]
+    return []
+
+
+def render_template(
+    text: str,
+    *,
+    agent_name: str,
+    recipient: Mapping[str, Any],
+    variables: Mapping[str, Any],
+) -> str:
+    """Fill a template validated at save time; a missing recipient field renders empty."""
+    parts: list[str] = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(text):
+        parts.append(literal)
+        if name is None:
+            continue
+        root, _, key = name.partition(".")
+        source: Mapping[str, Any] = {
+            "recipient": recipient,
+            "variables": variables,
+            "agent": {"name": agent_name},
+        }.get(root, {})
+        value = source.get(key)
+        parts.append("" if value is None else str(value))
+    return "".join(parts)

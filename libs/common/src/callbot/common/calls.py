@@ -1,0 +1,116 @@
+"""The call document (`calls` collection) and the vocabulary around it.
+
+persistence writes it; gateway and dialog read it. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+Role = Literal["user", "assistant"]
+
+EndedBy = Literal[
+    "callee_hangup",
+    "user_goodbye",
+    "system_timeout",
+    "system_complete",
+    "max_turns",
+    "max_duration",
+    "voicemail",
+    "error",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+]
+
+# Twilio's call statuses; the last five are terminal.
+CallStatus = Literal[
+    "created",  # ours: placed, Twilio has not called back yet
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+]
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"completed", "busy", "no-answer", "failed", "canceled"}
+)
+
+MACHINE_ANSWERS: frozenset[str] = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+)
+
+
+def is_machine(answered_by: str | None) -> bool:
+    """Twilio's AnsweredBy says a machine (or fax) took the call."""
+    return answered_by in MACHINE_ANSWERS
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class Turn(_Model):
+    """One line of the conversation. `seq` orders turns; the greeting is seq 0."""
+
+    seq: int = Field(ge=0)
+    role: Role
+    content: str
+    at: datetime
+    no_input: bool = False  # the callee said nothing (Twilio sent an empty SpeechResult)
+    confidence: float | None = None
+    latency_ms: int | None = None
+
+
+class Recording(_Model):
+    sid: str
+    url: str | None = None
+    duration_s: int | None = None
+    status: str | None = None
+
+
+class CallDocument(_Model):
+    """A call as stored in MongoDB (`_id` is `call_id`)."""
+
+    call_id: str = Field(validation_alias=AliasChoices("_id", "call_id"))
+    call_sid: str | None = None
+    agent_id: str | None = None
+    agent_version: int | None = None
+    to: str | None = None
+    from_: str | None = Field(
+        default=None, validation_alias=AliasChoices("from", "from_"), serialization_alias="from"
+    )
+    recipient: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    status: CallStatus | None = None
+    status_seq: int | None = None
+    answered_by: str | None = None
+    ended_by: EndedBy | None = None
+    ending_reason: str | None = None
+    error_code: str | None = None
+    created_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: int | None = None
+    turns: tuple[Turn, ...] = ()
+    data_collected: dict[str, Any] = Field(default_factory=dict)
+    data_complete: bool = False
+    summary: str | None = None
+    recording: Recording | None = None
+    # persistence's outbox bookkeeping: when a publisher took the job of sending
+    # `call.completed` (a stale claim is retried), and when the broker confirmed it.
+    completed_claimed_at: datetime | None = None
+    completed_published_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in TERMINAL_STATUSES

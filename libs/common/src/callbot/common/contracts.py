@@ -1,0 +1,244 @@
+"""Every message callbot sends: events on `callbot.events` and RPC bodies.
+
+Frozen pydantic models, dispatched on their `type` field. Unknown fields are
+ignored on read (a newer producer may add some); required fields are enforced.
+A breaking change bumps `SCHEMA_VERSION` and keeps the old reader alongside.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
+
+from callbot.common.agents import Agent
+from callbot.common.calls import CallDocument, EndedBy, Recording, Turn
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+# --- Events ---------------------------------------------------------------
+
+
+class Event(Message):
+    message_id: str = Field(default_factory=new_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    schema_version: int = SCHEMA_VERSION
+
+
+class CallEvent(Event):
+    call_id: str = Field(min_length=1)
+
+
+class CallCreated(CallEvent):
+    """gateway: Twilio accepted the call."""
+
+    type: Literal["call.created"] = "call.created"
+    call_sid: str
+    agent_id: str
+    agent_version: int
+    to: str
+    from_: str = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from")
+    recipient: dict[str, Any] = Field(default_factory=dict)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    status: str = "queued"
+
+
+class CallAnswered(CallEvent):
+    """gateway: Twilio fetched the answer TwiML (`/voice/outbound`)."""
+
+    type: Literal["call.answered"] = "call.answered"
+    call_sid: str
+    answered_by: str | None = None
+
+
+class CallTurnRecorded(CallEvent):
+    """dialog: one turn, with the data collected after it."""
+
+    type: Literal["call.turn"] = "call.turn"
+    turn: Turn
+    data_collected: dict[str, Any] = Field(default_factory=dict)
+    data_complete: bool = False
+
+
+class CallEnding(CallEvent):
+    """dialog: it decided to hang up."""
+
+    type: Literal["call.ending"] = "call.ending"
+    ended_by: EndedBy
+    reason: str = ""
+
+
+class CallStatusChanged(CallEvent):
+    """gateway: a Twilio status callback. `params` holds every field Twilio sent."""
+
+    type: Literal["call.status"] = "call.status"
+    call_sid: str
+    status: str
+    sequence_number: int | None = None
+    call_duration: int | None = None
+    timestamp: str | None = None
+    answered_by: str | None = None
+    error_code: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class CallRecordingUpdated(CallEvent):
+    """gateway: a Twilio recording status callback."""
+
+    type: Literal["call.recording"] = "call.recording"
+    call_sid: str | None = None
+    recording: Recording
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class CallCompleted(CallEvent):
+    """persistence: the final call document was written. The contract for subscribers.
+
+    Delivered at least once; `call_id` is the idempotency key.
+    """
+
+    type: Literal["call.completed"] = "call.completed"
+    call: CallDocument
+
+
+class CallRecordingReady(CallEvent):
+    """persistence: a recording arrived after `call.completed` was published."""
+
+    type: Literal["call.recording_ready"] = "call.recording_ready"
+    recording: Recording
+
+
+class AgentUpdated(Event):
+    """persistence: an agent was saved; dialog drops its cached copy."""
+
+    type: Literal["agent.updated"] = "agent.updated"
+    agent_id: str
+    version: int
+
+
+AnyEvent = Annotated[
+    CallCreated
+    | CallAnswered
+    | CallTurnRecorded
+    | CallEnding
+    | CallStatusChanged
+    | CallRecordingUpdated
+    | CallCompleted
+    | CallRecordingReady
+    | AgentUpdated,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+
+def decode_event(body: bytes) -> AnyEvent:
+    """Parse an event; raises `pydantic.ValidationError` naming what is wrong."""
+    return EVENT_ADAPTER.validate_json(body)
+
+
+# --- RPC ------------------------------------------------------------------
+
+
+class DialogStart(Message):
+    """gateway → dialog: the call was answered; what do we say first?"""
+
+    type: Literal["dialog.start"] = "dialog.start"
+    call_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    call_sid: str
+    to: str | None = None
+    from_: str | None = Field(
+        default=None, validation_alias=AliasChoices("from", "from_"), serialization_alias="from"
+    )
+    answered_by: str | None = None
+
+
+class DialogTurn(Message):
+    """gateway → dialog: the callee said something (or nothing) at turn `seq`."""
+
+    type: Literal["dialog.turn"] = "dialog.turn"
+    call_id: str = Field(min_length=1)
+    seq: int = Field(ge=1)
+    speech: str = ""
+    confidence: float | None = None
+
+
+class GatherSpec(Message):
+    """How gateway listens for the next utterance (Twilio `<Gather>`)."""
+
+    speech_timeout: str = "auto"
+    timeout_s: int = 5
+    hints: tuple[str, ...] = ()
+    speech_model: str | None = None
+
+
+class DialogReply(Message):
+    """dialog → gateway: what to say, and whether to listen again or hang up."""
+
+    type: Literal["dialog.reply"] = "dialog.reply"
+    call_id: str
+    say: str
+    voice: str = "Polly.Joanna"
+    language: str = "en-US"
+    action: Literal["gather", "hangup"]
+    next_seq: int = Field(ge=1)
+    gather: GatherSpec = GatherSpec()
+    ended_by: EndedBy | None = None
+
+
+class AgentSave(Message):
+    """gateway → persistence: create or replace an agent (persistence bumps `version`)."""
+
+    type: Literal["agent.save"] = "agent.save"
+    agent: Agent
+
+
+class AgentSaved(Message):
+    type: Literal["agent.saved"] = "agent.saved"
+    agent_id: str
+    version: int
+
+
+class RpcFailure(Message):
+    """Any RPC server's answer when it could not do what was asked."""
+
+    type: Literal["rpc.error"] = "rpc.error"
+    code: Literal["bad_request", "not_found", "internal"]
+    message: str
+
+
+DialogRequest = Annotated[DialogStart | DialogTurn, Field(discriminator="type")]
+DIALOG_REQUEST_ADAPTER: TypeAdapter[DialogRequest] = TypeAdapter(DialogRequest)
+DialogResponse = Annotated[DialogReply | RpcFailure, Field(discriminator="type")]
+DIALOG_RESPONSE_ADAPTER: TypeAdapter[DialogResponse] = TypeAdapter(DialogResponse)
+
+PersistenceRequest = AgentSave
+PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[AgentSave] = TypeAdapter(AgentSave)
+PersistenceResponse = Annotated[AgentSaved | RpcFailure, Field(discriminator="type")]
+PERSISTENCE_RESPONSE_ADAPTER: TypeAdapter[PersistenceResponse] = TypeAdapter(PersistenceResponse)
+
+M = TypeVar("M")
+
+
+def decode(adapter: TypeAdapter[M], body: bytes) -> M:
+    """Parse a message with the given adapter; raises `pydantic.ValidationError`."""
+    return adapter.validate_json(body)

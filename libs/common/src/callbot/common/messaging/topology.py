@@ -1,0 +1,131 @@
+"""The RabbitMQ topology: every exchange, queue and binding callbot uses.
+
+All names derive from one namespace (`RABBITMQ_NAMESPACE`, default `callbot`),
+so tests and deployments can share a broker without seeing each other's
+messages. Declaration is idempotent and every service declares the queues of
+the events it publishes too, so an event is never published before the queue
+that must keep it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
+    "call.created",
+    "call.answered",
+    "call.turn",
+    "call.ending",
+    "call.status",
+    "call.recording",
+)
+DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable quorum queue fed by `routing_keys` of the events exchange."""
+
+    name: str
+    routing_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str = "callbot"
+    delivery_limit: int = 5
+    persistence_queue: QueueSpec = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "persistence_queue",
+            QueueSpec(f"{self.namespace}.persistence.events", PERSISTENCE_EVENT_KEYS),
+        )
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead-letters"
+
+    @property
+    def dialog_rpc_queue(self) -> str:
+        return f"{self.namespace}.dialog.rpc"
+
+    @property
+    def persistence_rpc_queue(self) -> str:
+        return f"{self.namespace}.persistence.rpc"
+
+    def quorum_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+        }
+
+
+@dataclass
+class DeclaredTopology:
+    """Strong references to what was declared: a robust channel only restores
+    the exchanges and queues that are still referenced (aio-pika issue 536)."""
+
+    events: AbstractExchange
+    dead_letters: AbstractExchange
+    queues: dict[str, AbstractQueue] = field(default_factory=dict)
+
+
+async def declare_topology(channel: AbstractChannel, topology: Topology) -> DeclaredTopology:
+    """Declare the exchanges, the dead-letter queue, the shared event queues and
+    the RPC queues. Safe to call from every service, any number of times."""
+    events = await channel.declare_exchange(
+        topology.events_exchange, ExchangeType.TOPIC, durable=True
+    )
+    dead_letters = await channel.declare_exchange(
+        topology.dead_letter_exchange, ExchangeType.TOPIC, durable=True
+    )
+    declared = DeclaredTopology(events=events, dead_letters=dead_letters)
+
+    dlq = await channel.declare_queue(
+        topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dlq.bind(dead_letters, routing_key="#")
+    declared.queues[dlq.name] = dlq
+
+    spec = topology.persistence_queue
+    queue = await channel.declare_queue(
+        spec.name, durable=True, arguments=topology.quorum_arguments()
+    )
+    for key in spec.routing_keys:
+        await queue.bind(events, routing_key=key)
+    declared.queues[queue.name] = queue
+
+    # RPC requests are short-lived (they carry an expiration); a classic queue
+    # keeps their latency low, and durability means a broker restart does not
+    # lose the queue the clients publish to.
+    for rpc_queue in (topology.dialog_rpc_queue, topology.persistence_rpc_queue):
+        declared.queues[rpc_queue] = await channel.declare_queue(rpc_queue, durable=True)
+    return declared
+
+
+async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
+    """Remove everything `declare_topology` made (test clean-up)."""
+    for queue_name in (
+        topology.persistence_queue.name,
+        topology.dead_letter_queue,
+        topology.dialog_rpc_queue,
+        topology.persistence_rpc_queue,
+    ):
+        await channel.queue_delete(queue_name)
+    for exchange_name in (topology.events_exchange, topology.dead_letter_exchange):
+        await channel.exchange_delete(exchange_name)

@@ -1,0 +1,37 @@
+"""MongoDB access: the client factory and the collection names.
+
+An `AsyncMongoClient` belongs to the event loop it was first used on: create
+it inside a service's start-up, never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from callbot.common.settings import Settings
+
+AGENTS = "agents"
+CALLS = "calls"
+
+Document = dict[str, Any]
+
+
+def create_mongo_client(settings: Settings, app_name: str) -> AsyncMongoClient[Document]:
+    timeout = settings.mongodb_timeout_ms
+    return AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(),
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        socketTimeoutMS=max(timeout, 10_000),
+    )
+
+
+def callbot_database(
+    client: AsyncMongoClient[Document], settings: Settings
+) -> AsyncDatabase[Document]:
+    return client[settings.mongodb_db]

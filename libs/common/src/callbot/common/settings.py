@@ -1,0 +1,99 @@
+"""Typed settings read from environment variables.
+
+One class holds every variable callbot reads, so the README's configuration
+table has exactly one source. Each service reads the fields it needs; secrets
+are `SecretStr` so they never appear in logs, reprs or tracebacks.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_TWILIO_API = "https://api.twilio.com"
+
+
+class Settings(BaseSettings):
+    """Every environment variable of every callbot service, with safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
+
+    # Messaging
+    rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    rabbitmq_namespace: str = Field(
+        default="callbot",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Prefix of every exchange and queue name; lets deployments share a vhost.",
+    )
+    rabbitmq_prefetch: int = Field(default=32, ge=1, le=1000)
+    rabbitmq_delivery_limit: int = Field(default=5, ge=1, le=100)
+    rabbitmq_reconnect_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+    # MongoDB
+    mongodb_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongodb_db: str = Field(default="callbot", pattern=r"^[A-Za-z0-9_-]+$")
+    mongodb_timeout_ms: int = Field(default=5000, ge=100)
+
+    # LLM (dialog)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+
+    # Twilio (gateway)
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from_number: str = ""
+    twilio_api_base_url: str = _TWILIO_API
+
+    # Gateway HTTP
+    public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8080")
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    callbot_api_keys: SecretStr = SecretStr("")
+    dialog_deadline_ms: int = Field(default=4000, ge=100, le=14000)
+    max_webhook_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # Persistence
+    completed_sweep_interval_s: float = Field(default=30.0, gt=0)
+
+    # Operations
+    log_level: LogLevel = "INFO"
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus port for dialog/persistence; 0 = off."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("twilio_api_base_url", "openai_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @cached_property
+    def api_keys(self) -> frozenset[str]:
+        """The accepted API keys, from the comma-separated `CALLBOT_API_KEYS`."""
+        raw = self.callbot_api_keys.get_secret_value()
+        return frozenset(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def public_base_url(self) -> str:
+        """`PUBLIC_URL` without a trailing slash: the prefix of every callback URL."""
+        return str(self.public_url).rstrip("/")
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (one call per process start)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Test harness for callbot: scripted stand-ins for external services and pytest fixtures."""

@@ -1,0 +1,828 @@
+"""A scripted server speaking OpenAI's chat-completions HTTP protocol, for tests.
+
+The real ``openai`` client talks to it over HTTP, so tests exercise the same
+request building, response parsing, streaming and error mapping as production.
+Tests script answers with rules; every request body is recorded for assertions.
+
+In-process (async tests)::
+
+    async with FakeOpenAI() as fake:
+        fake.when(last_user_regex="email").reply_tool_calls(
+            {"name": "record_data", "arguments": {"field": "email", "value": "a@b.co"}}
+        )
+        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="test")
+
+As a separate process (end-to-end tests)::
+
+    with start_fake_openai_process() as fake:
+        fake.control.add_rule(match={"last_user_regex": "bye"}, response={"text": "Bye!"})
+        ...  # point the service under test at fake.base_url
+
+Rule JSON, as taken by ``add_rules`` and ``POST /_control/rules``::
+
+    {"match": {"last_user_regex": "...", "system_regex": "...", "any_regex": "..."},
+     "response": {"text": "...",
+                  "tool_calls": [{"name": "record_data", "arguments": {...} or "raw string"}],
+                  "error": {"status": 429, "message": "...", "type": "...", "code": "..."},
+                  "delay_s": 0.5},
+     "times": 1}
+
+``times: null`` makes a rule answer forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A fixed timestamp keeps responses byte-identical from one run to the next.
+_CREATED = 1_700_000_000
+# Tool-call arguments are streamed in pieces this long so clients must reassemble them.
+_ARGUMENT_PIECE_LEN = 8
+_READY_LINE = re.compile(r"fake-openai listening on (?P<base_url>\S+)")
+
+
+class RuleMatch(BaseModel):
+    """Conditions on the request's messages; every condition given must hold.
+
+    ``any_regex`` is searched in ``json.dumps(messages, ensure_ascii=False)``, so
+    quotes and newlines inside contents appear JSON-escaped there.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_user_regex: str | None = None
+    system_regex: str | None = None
+    any_regex: str | None = None
+
+    @field_validator("last_user_regex", "system_regex", "any_regex")
+    @classmethod
+    def _must_compile(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"{pattern!r} is not a valid Python regular expression: {exc}"
+                ) from exc
+        return pattern
+
+    def fits(self, messages: Sequence[object]) -> bool:
+        wanted_and_actual = (
+            (self.last_user_regex, _last_user_text(messages)),
+            (self.system_regex, _system_text(messages)),
+            (self.any_regex, json.dumps(messages, ensure_ascii=False)),
+        )
+        return all(
+            pattern is None or (text is not None and re.search(pattern, text) is not None)
+            for pattern, text in wanted_and_actual
+        )
+
+
+class ScriptedToolCall(BaseModel):
+    """One function call; a string ``arguments`` is sent verbatim, e.g. malformed JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+    def arguments_json(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+
+class ScriptedError(BaseModel):
+    """An HTTP error answered with OpenAI's error body; unset fields get OpenAI-like defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: int = Field(ge=400, le=599)
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        if self.status == 429:
+            default_type, default_code = "requests", "rate_limit_exceeded"
+        elif self.status >= 500:
+            default_type, default_code = "server_error", None
+        else:
+            default_type, default_code = "invalid_request_error", None
+        return {
+            "error": {
+                "message": self.message or f"Scripted HTTP {self.status} from fake-openai",
+                "type": self.type or default_type,
+                "param": self.param,
+                "code": self.code or default_code,
+            }
+        }
+
+
+class ScriptedResponse(BaseModel):
+    """Text and/or tool calls, or an error; ``delay_s`` postpones any of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    error: ScriptedError | None = None
+    delay_s: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Self:
+        answers = self.text is not None or bool(self.tool_calls)
+        if self.error is not None and answers:
+            raise ValueError("a response with 'error' cannot also have 'text' or 'tool_calls'")
+        if self.error is None and not answers:
+            raise ValueError("a response needs 'text', 'tool_calls' or 'error'")
+        return self
+
+
+class Rule(BaseModel):
+    """Answer ``response`` to the first ``times`` requests that fit ``match`` (None: forever)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    response: ScriptedResponse
+    times: int | None = Field(default=1, ge=1)
+
+
+class RecordedRequest(BaseModel):
+    """A chat-completions request body as received; ``index`` counts from 0 since the last reset."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    received_at: float  # time.monotonic() in the server's process
+    body: dict[str, Any]
+
+
+_DEFAULT_RESPONSE = ScriptedResponse(text="OK.")
+
+ResponseLike: TypeAlias = ScriptedResponse | Mapping[str, Any]
+RuleLike: TypeAlias = Rule | Mapping[str, Any]
+
+
+def _as_rule(rule: RuleLike) -> Rule:
+    return rule if isinstance(rule, Rule) else Rule.model_validate(rule)
+
+
+def _as_response(response: ResponseLike) -> ScriptedResponse:
+    if isinstance(response, ScriptedResponse):
+        return response
+    return ScriptedResponse.model_validate(response)
+
+
+def _content_text(content: object) -> str:
+    """Text of a message's content: a string, or a list of parts with ``text``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _last_user_text(messages: Sequence[object]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return None
+
+
+def _system_text(messages: Sequence[object]) -> str | None:
+    texts = [
+        _content_text(message.get("content"))
+        for message in messages
+        if isinstance(message, dict) and message.get("role") == "system"
+    ]
+    return "\n".join(texts) if texts else None
+
+
+def _estimate_tokens(text: str) -> int:
+    # Roughly four characters per token; deterministic, and nothing bills on it.
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """One answer, rendered either as a JSON body or as a stream of chunks."""
+
+    id: str
+    model: str
+    text: str | None
+    tool_calls: list[_ToolCall]
+    usage: dict[str, int]
+    include_usage_chunk: bool
+
+    @property
+    def finish_reason(self) -> str:
+        return "tool_calls" if self.tool_calls else "stop"
+
+    def as_json(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.text, "refusal": None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in self.tool_calls
+            ]
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": _CREATED,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason,
+                }
+            ],
+            "usage": self.usage,
+        }
+
+    def as_sse_events(self) -> list[str]:
+        """``data:`` events as OpenAI streams them: role, pieces, finish, [usage], [DONE]."""
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": "" if self.text is not None else None}
+        ]
+        # Word by word, each piece keeping its leading whitespace, so joining restores the text.
+        deltas += [{"content": piece} for piece in re.findall(r"\s*\S+|\s+$", self.text or "")]
+        for position, call in enumerate(self.tool_calls):
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": position,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            deltas += [
+                {"tool_calls": [{"index": position, "function": {"arguments": piece}}]}
+                for piece in _pieces(call.arguments, _ARGUMENT_PIECE_LEN)
+            ]
+        chunks = [self._chunk(delta, finish_reason=None) for delta in deltas]
+        chunks.append(self._chunk({}, finish_reason=self.finish_reason))
+        if self.include_usage_chunk:
+            chunks.append(self._envelope(choices=[], usage=self.usage))
+        events = [f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n" for chunk in chunks]
+        events.append("data: [DONE]\n\n")
+        return events
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return self._envelope(choices=[choice], usage=None)
+
+    def _envelope(
+        self, choices: list[dict[str, Any]], usage: dict[str, int] | None
+    ) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": _CREATED,
+            "model": self.model,
+            "choices": choices,
+        }
+        # With include_usage OpenAI puts "usage": null on every chunk but the last.
+        if self.include_usage_chunk:
+            chunk["usage"] = usage
+        return chunk
+
+
+def _pieces(text: str, length: int) -> list[str]:
+    return [text[start : start + length] for start in range(0, len(text), length)]
+
+
+@dataclass
+class _ArmedRule:
+    rule: Rule
+    remaining: int | None
+
+
+class _Script:
+    """Rules, default answer and recorded requests; shared by the HTTP app and its owner."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.rules: list[_ArmedRule] = []
+        self.default = _DEFAULT_RESPONSE
+        self.requests: list[RecordedRequest] = []
+        self._tool_calls_issued = 0
+
+    def add(self, rules: Iterable[Rule]) -> None:
+        self.rules += [_ArmedRule(rule, rule.times) for rule in rules]
+
+    def record(self, body: dict[str, Any]) -> RecordedRequest:
+        recorded = RecordedRequest(
+            index=len(self.requests), received_at=time.monotonic(), body=body
+        )
+        self.requests.append(recorded)
+        return recorded
+
+    def choose(self, messages: Sequence[object]) -> ScriptedResponse:
+        for armed in self.rules:
+            if armed.remaining != 0 and armed.rule.match.fits(messages):
+                if armed.remaining is not None:
+                    armed.remaining -= 1
+                return armed.rule.response
+        return self.default
+
+    def complete(
+        self, recorded: RecordedRequest, model: str, response: ScriptedResponse
+    ) -> _Completion:
+        tool_calls = []
+        for call in response.tool_calls:
+            self._tool_calls_issued += 1
+            tool_calls.append(
+                _ToolCall(f"call_{self._tool_calls_issued}", call.name, call.arguments_json())
+            )
+        prompt_tokens = _estimate_tokens(json.dumps(recorded.body["messages"]))
+        completion_tokens = _estimate_tokens(
+            (response.text or "") + "".join(call.arguments for call in tool_calls)
+        )
+        stream_options = recorded.body.get("stream_options")
+        return _Completion(
+            id=f"chatcmpl-{recorded.index + 1}",
+            model=model,
+            text=response.text,
+            tool_calls=tool_calls,
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            include_usage_chunk=isinstance(stream_options, dict)
+            and stream_options.get("include_usage") is True,
+        )
+
+
+def _error_response(error: ScriptedError) -> JSONResponse:
+    # Tests should not wait out rate limits. The openai client ignores a zero retry-after
+    # and backs off ~0.5 s instead, so retry-after-ms (which it prefers) says 1 ms.
+    headers = {"retry-after": "0", "retry-after-ms": "1"} if error.status == 429 else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return _error_response(ScriptedError(status=400, message=message))
+
+
+def _completion_response(completion: _Completion, stream: bool) -> Response:
+    if stream:
+        return StreamingResponse(iter(completion.as_sse_events()), media_type="text/event-stream")
+    return JSONResponse(completion.as_json())
+
+
+async def _wait_unless_client_leaves(request: Request, delay_s: float) -> None:
+    """Sleep ``delay_s``, but stop early once the client hangs up (e.g. it timed out).
+
+    Returning early keeps a timed-out request from holding up the server's shutdown.
+    """
+
+    async def client_left() -> None:
+        # Once the body is read, the server's next receive() message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(client_left(), timeout=delay_s)
+
+
+def _build_app(script: _Script) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _bad_request("fake-openai expects a JSON request body")
+        if not isinstance(body, dict):
+            return _bad_request("fake-openai expects a JSON object as request body")
+        recorded = script.record(body)
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not isinstance(messages, list):
+            return _bad_request("the request needs 'model' (a string) and 'messages' (a list)")
+        scripted = script.choose(messages)
+        # Built before the delay so concurrent requests take their ids in arrival order.
+        answer = (
+            _error_response(scripted.error)
+            if scripted.error is not None
+            else _completion_response(
+                script.complete(recorded, model, scripted), stream=body.get("stream") is True
+            )
+        )
+        if scripted.delay_s:
+            await _wait_unless_client_leaves(request, scripted.delay_s)
+        return answer
+
+    @app.post("/_control/rules", status_code=204)
+    async def add_rules(rules: list[Rule]) -> None:
+        script.add(rules)
+
+    @app.put("/_control/default", status_code=204)
+    async def set_default(default: ScriptedResponse) -> None:
+        script.default = default
+
+    @app.post("/_control/reset", status_code=204)
+    async def reset() -> None:
+        script.reset()
+
+    @app.get("/_control/requests")
+    async def recorded_requests() -> list[RecordedRequest]:
+        return script.requests
+
+    return app
+
+
+class RuleBuilder:
+    """``fake.when(...)`` half of a rule; each ``reply_*`` completes and adds it."""
+
+    def __init__(self, fake: FakeOpenAI, match: RuleMatch, times: int | None) -> None:
+        self._fake = fake
+        self._match = match
+        self._times = times
+
+    def reply_text(self, text: str, *, delay_s: float = 0.0) -> Rule:
+        return self._add(ScriptedResponse(text=text, delay_s=delay_s))
+
+    def reply_tool_calls(
+        self,
+        *calls: ScriptedToolCall | Mapping[str, Any],
+        text: str | None = None,
+        delay_s: float = 0.0,
+    ) -> Rule:
+        tool_calls = [ScriptedToolCall.model_validate(call) for call in calls]
+        return self._add(ScriptedResponse(text=text, tool_calls=tool_calls, delay_s=delay_s))
+
+    def reply_error(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        delay_s: float = 0.0,
+    ) -> Rule:
+        error = ScriptedError(status=status, message=message, type=type, code=code)
+        return self._add(ScriptedResponse(error=error, delay_s=delay_s))
+
+    def _add(self, response: ScriptedResponse) -> Rule:
+        rule = Rule(match=self._match, response=response, times=self._times)
+        self._fake.add_rules([rule])
+        return rule
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its host process.
+
+    uvicorn's own handlers would replace pytest's SIGINT handler while a test runs
+    and re-raise captured signals on shutdown.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(frozen=True)
+class _Running:
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    base_url: str
+
+
+class FakeOpenAI:
+    """The scripted server, run by uvicorn inside the current event loop."""
+
+    def __init__(self) -> None:
+        self._script = _Script()
+        self._running: _Running | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if self._running is not None:
+            raise RuntimeError(
+                f"FakeOpenAI already serves {self._running.base_url}; stop() it first"
+            )
+        # Binding the socket here gives the port the OS picked for port=0, and turns
+        # "address in use" into an OSError for the caller instead of uvicorn's sys.exit().
+        sock = socket.create_server((host, port))
+        config = uvicorn.Config(
+            _build_app(self._script),
+            lifespan="off",
+            ws="none",  # importing the websockets implementation warns; nothing here needs it
+            log_config=None,  # leave the host's logging configuration alone
+            log_level="warning",
+            access_log=False,
+            # Bounds stop() when a client still waits on a delayed answer.
+            timeout_graceful_shutdown=1,
+        )
+        server = _EmbeddedServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="fake-openai")
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    sock.close()
+                    await task  # raises whatever stopped the startup
+                    raise RuntimeError("fake-openai's uvicorn server exited during startup")
+                await asyncio.sleep(0.005)
+        self._running = _Running(server, task, f"http://{host}:{sock.getsockname()[1]}/v1")
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``openai.AsyncOpenAI(base_url=...)``: ``http://HOST:PORT/v1``."""
+        if self._running is None:
+            raise RuntimeError("FakeOpenAI is not serving; await start() first")
+        return self._running.base_url
+
+    async def stop(self) -> None:
+        if self._running is None:
+            return
+        running, self._running = self._running, None
+        running.server.should_exit = True
+        await running.task
+
+    def add_rule(
+        self,
+        *,
+        match: RuleMatch | Mapping[str, str] | None = None,
+        response: ResponseLike,
+        times: int | None = 1,
+    ) -> Rule:
+        rule = Rule(
+            match=RuleMatch.model_validate(match or {}),
+            response=_as_response(response),
+            times=times,
+        )
+        self.add_rules([rule])
+        return rule
+
+    def add_rules(self, rules: Iterable[RuleLike]) -> None:
+        self._script.add([_as_rule(rule) for rule in rules])
+
+    def when(
+        self,
+        *,
+        last_user_regex: str | None = None,
+        system_regex: str | None = None,
+        any_regex: str | None = None,
+        times: int | None = 1,
+    ) -> RuleBuilder:
+        match = RuleMatch(
+            last_user_regex=last_user_regex, system_regex=system_regex, any_regex=any_regex
+        )
+        return RuleBuilder(self, match, times)
+
+    def set_default(self, response: ResponseLike) -> None:
+        self._script.default = _as_response(response)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return list(self._script.requests)
+
+    def reset(self) -> None:
+        """Forget rules, recorded requests and id counters; the default is "OK." again."""
+        self._script.reset()
+
+
+def _control_root(base_url: str) -> str:
+    # Control endpoints sit beside /v1, so the printed OpenAI base URL works here too.
+    return base_url.rstrip("/").removesuffix("/v1")
+
+
+def _rules_payload(rules: Iterable[RuleLike]) -> list[dict[str, Any]]:
+    return [_as_rule(rule).model_dump(mode="json") for rule in rules]
+
+
+def _rule_payload(
+    match: RuleMatch | Mapping[str, str] | None, response: ResponseLike, times: int | None
+) -> list[dict[str, Any]]:
+    return _rules_payload([{"match": match or {}, "response": response, "times": times}])
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise RuntimeError(
+            f"fake-openai control {response.request.method} {response.request.url} "
+            f"answered {response.status_code}: {response.text}"
+        )
+    return response
+
+
+def _parse_requests(response: httpx.Response) -> list[RecordedRequest]:
+    return [RecordedRequest.model_validate(item) for item in _checked(response).json()]
+
+
+class FakeOpenAIControl:
+    """Drives a fake-openai server in another process through its ``/_control`` endpoints."""
+
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self._root = _control_root(base_url)
+        self._timeout_s = timeout_s
+
+    def add_rule(
+        self,
+        *,
+        match: RuleMatch | Mapping[str, str] | None = None,
+        response: ResponseLike,
+        times: int | None = 1,
+    ) -> None:
+        self._send("POST", "/_control/rules", _rule_payload(match, response, times))
+
+    def add_rules(self, rules: Iterable[RuleLike]) -> None:
+        self._send("POST", "/_control/rules", _rules_payload(rules))
+
+    def set_default(self, response: ResponseLike) -> None:
+        self._send("PUT", "/_control/default", _as_response(response).model_dump(mode="json"))
+
+    def reset(self) -> None:
+        self._send("POST", "/_control/reset")
+
+    def requests(self) -> list[RecordedRequest]:
+        return _parse_requests(self._send("GET", "/_control/requests"))
+
+    def _send(self, method: str, path: str, payload: object = None) -> httpx.Response:
+        response = httpx.request(method, self._root + path, json=payload, timeout=self._timeout_s)
+        return _checked(response)
+
+
+class AsyncFakeOpenAIControl:
+    """``FakeOpenAIControl`` for async tests."""
+
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self._root = _control_root(base_url)
+        self._timeout_s = timeout_s
+
+    async def add_rule(
+        self,
+        *,
+        match: RuleMatch | Mapping[str, str] | None = None,
+        response: ResponseLike,
+        times: int | None = 1,
+    ) -> None:
+        await self._send("POST", "/_control/rules", _rule_payload(match, response, times))
+
+    async def add_rules(self, rules: Iterable[RuleLike]) -> None:
+        await self._send("POST", "/_control/rules", _rules_payload(rules))
+
+    async def set_default(self, response: ResponseLike) -> None:
+        await self._send("PUT", "/_control/default", _as_response(response).model_dump(mode="json"))
+
+    async def reset(self) -> None:
+        await self._send("POST", "/_control/reset")
+
+    async def requests(self) -> list[RecordedRequest]:
+        return _parse_requests(await self._send("GET", "/_control/requests"))
+
+    async def _send(self, method: str, path: str, payload: object = None) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            return _checked(await client.request(method, self._root + path, json=payload))
+
+
+class FakeOpenAIProcess:
+    """A fake-openai server running as a child process; see ``start_fake_openai_process``."""
+
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.control = FakeOpenAIControl(base_url)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if the server has not exited within ``timeout_s``."""
+        _terminate(self.process, timeout_s)
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def start_fake_openai_process(
+    host: str = "127.0.0.1", port: int = 0, ready_timeout_s: float = 20.0
+) -> FakeOpenAIProcess:
+    """Start ``python -m callbot.testkit.fake_openai`` and wait for its ready line."""
+    # The child must import this package even when it is not pip-installed.
+    src_dir = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join(filter(None, [src_dir, os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callbot.testkit.fake_openai", "--host", host, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": pythonpath},
+    )
+    assert process.stdout is not None  # stdout=PIPE above
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        ready = selector.select(ready_timeout_s)
+    line = process.stdout.readline().decode() if ready else ""
+    found = _READY_LINE.search(line)
+    if found is None:
+        _terminate(process, timeout_s=5.0)
+        raise RuntimeError(
+            f"fake-openai did not print its ready line within {ready_timeout_s} s "
+            f"(got {line!r}, exit code {process.returncode}); its stderr is above"
+        )
+    return FakeOpenAIProcess(process, found["base_url"])
+
+
+async def _serve_until_signalled(host: str, port: int) -> None:
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+    fake = FakeOpenAI()
+    await fake.start(host, port)
+    print(f"fake-openai listening on {fake.base_url}", flush=True)
+    await stop_requested.wait()
+    await fake.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m callbot.testkit.fake_openai",
+        description="Serve scripted OpenAI chat completions; script it through /_control.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 lets the OS pick a free port")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_until_signalled(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The whole of callbot as separate OS processes: the Twilio emulator, gateway,
+dialog and persistence, wired to one RabbitMQ namespace and one MongoDB.
+
+Used by the end-to-end tests and by `make demo`.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from callbot.testkit.processes import ServiceProcess, free_port
+
+ACCOUNT_SID = "AC" + "0" * 31 + "1"
+AUTH_TOKEN = "stack-test-auth-token"
+API_KEY = "stack-test-api-key"
+FROM_NUMBER = "+15005550001"
+
+
+@dataclass
+class StackConfig:
+    rabbitmq_url: str
+    mongodb_url: str
+    namespace: str
+    log_dir: Path
+    openai_base_url: str | None = None  # None: dialog runs its deterministic policy
+    scenarios_dir: Path | None = None
+    dialog_deadline_ms: int = 4000
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class EmulatorProcess:
+    """`python -m callbot.emulator` on a free port; prints its URL when ready."""
+
+    def __init__(self, log_dir: Path, scenarios_dir: Path | None) -> None:
+        self._log_path = log_dir / "emulator.log"
+        self._scenarios_dir = scenarios_dir
+        self._process: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        args = [
+            sys.executable, "-m", "callbot.emulator",
+            "--host", "127.0.0.1", "--port", str(free_port()),
+            "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN,
+        ]  # fmt: skip
+        if self._scenarios_dir is not None:
+            args += ["--scenarios", str(self._scenarios_dir)]
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if match := re.search(r"listening on (http://\S+)", self._log_path.read_text()):
+                self.base_url = match.group(1)
+                return
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"the Twilio emulator did not start; see {self._log_path}")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+class CallbotStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        self.emulator = EmulatorProcess(config.log_dir, config.scenarios_dir)
+        self.gateway_port = free_port()
+        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.gateway: ServiceProcess | None = None
+        self.dialog: ServiceProcess | None = None
+        self.persistence: ServiceProcess | None = None
+
+    def _env(self) -> dict[str, str]:
+        config = self.config
+        env = {
+            "RABBITMQ_URL": config.rabbitmq_url,
+            "RABBITMQ_NAMESPACE": config.namespace,
+            "RABBITMQ_RECONNECT_INTERVAL_S": "0.5",
+            "MONGODB_URL": config.mongodb_url,
+            "MONGODB_DB": f"callbot_{config.namespace}",
+            "LOG_LEVEL": "INFO",
+            "COMPLETED_SWEEP_INTERVAL_S": "2",
+            "OPENAI_API_KEY": "test-key" if config.openai_base_url else "",
+            "OPENAI_BASE_URL": config.openai_base_url or "",
+            **config.extra_env,
+        }
+        # An empty value would be read as "configured": leave unset instead.
+        return {key: value for key, value in env.items() if value}
+
+    def gateway_env(self) -> dict[str, str]:
+        return {
+            **self._env(),
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(self.gateway_port),
+            "PUBLIC_URL": self.gateway_url,
+            "CALLBOT_API_KEYS": API_KEY,
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_FROM_NUMBER": FROM_NUMBER,
+            "TWILIO_API_BASE_URL": self.emulator.base_url,
+            "DIALOG_DEADLINE_MS": str(self.config.dialog_deadline_ms),
+        }
+
+    def start(self) -> None:
+        log_dir = self.config.log_dir
+        self.emulator.start()
+        self.persistence = ServiceProcess(
+            "persistence", "callbot.persistence", self._env(), log_dir
+        )
+        self.dialog = ServiceProcess("dialog", "callbot.dialog", self._env(), log_dir)
+        self.gateway = ServiceProcess(
+            "gateway",
+            "callbot.gateway",
+            self.gateway_env(),
+            log_dir,
+            ready_url=f"{self.gateway_url}/readyz",
+        )
+        for service in (self.persistence, self.dialog, self.gateway):
+            service.start()
+
+    def stop(self) -> None:
+        for service in (self.gateway, self.dialog, self.persistence):
+            if service is not None:
+                service.stop()
+        self.emulator.stop()
