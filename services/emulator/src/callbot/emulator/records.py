@@ -1,0 +1,94 @@
+"""What the emulator observed while playing a call: the test's and the demo's view of it.
+
+``at_s`` fields are emulated seconds since the call was created, the same clock that
+produces ``CallDuration`` and the RFC 2822 timestamps sent to the application.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WebhookKind = Literal["voice", "action", "redirect", "status", "amd", "recording"]
+Speaker = Literal["agent", "callee", "system"]
+EntryKind = Literal["say", "play", "pause", "speech", "silence", "hangup", "note"]
+EndedBy = Literal[
+    "agent_hangup",  # the TwiML said <Hangup/>
+    "twiml_end",  # the TwiML ran out of verbs
+    "callee_hangup",
+    "api_update",  # calls(sid).update(status="completed" | "canceled")
+    "application_error",  # a webhook failed or returned unusable TwiML
+    "time_limit",
+    "not_answered",  # busy, no-answer or failed
+    "emulator_stopped",
+]
+
+
+class WebhookRecord(BaseModel):
+    kind: WebhookKind
+    url: str  # exactly what was requested, query string included
+    method: str
+    params: dict[str, str]
+    signature: str
+    status_code: int | None = None  # None: no HTTP answer (connection error, timeout)
+    response_body: str | None = None  # the TwiML received, for voice/action/redirect
+    latency_ms: float = 0.0
+    error: str | None = None
+    at_s: float
+
+
+class ConversationEntry(BaseModel):
+    at_s: float
+    speaker: Speaker
+    kind: EntryKind
+    text: str = ""
+    voice: str | None = None
+    language: str | None = None
+    confidence: float | None = None
+    duration_s: float | None = None
+
+
+class CallError(BaseModel):
+    code: int  # Twilio's error code (11200 HTTP retrieval failure, 12100 parse failure, ...)
+    message: str
+    url: str | None = None
+    at_s: float
+
+
+class CallRecord(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sid: str
+    account_sid: str
+    to: str
+    from_: str = Field(alias="from")
+    scenario: str
+    status: str = "queued"
+    answered_by: str | None = None
+    ended_by: EndedBy | None = None
+    duration_s: int | None = None
+    created_at: datetime
+    updated_at: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    recording_sid: str | None = None
+    # The create request's form fields, as received.
+    request: dict[str, list[str]]
+    webhooks: list[WebhookRecord] = Field(default_factory=list)
+    conversation: list[ConversationEntry] = Field(default_factory=list)
+    errors: list[CallError] = Field(default_factory=list)
+    # True once every callback, the recording one included, has been sent.
+    finished: bool = False
+
+    def webhooks_of(self, kind: WebhookKind) -> list[WebhookRecord]:
+        return [hook for hook in self.webhooks if hook.kind == kind]
+
+    def lines(self, speaker: Speaker) -> list[str]:
+        """What ``speaker`` said, in order (speech and <Say> text only)."""
+        return [
+            entry.text
+            for entry in self.conversation
+            if entry.speaker == speaker and entry.kind in {"say", "speech"}
+        ]
