@@ -1,0 +1,39 @@
+"""`python -m callbot.gateway`: serve HTTP on GATEWAY_HOST:GATEWAY_PORT."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from callbot.common.logs import configure_logging
+from callbot.common.settings import load_settings
+from callbot.gateway.resources import GatewayMisconfigured, check_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging("gateway", settings.log_level)
+    try:
+        check_settings(settings)
+    except GatewayMisconfigured as exc:
+        sys.exit(str(exc))
+    uvicorn.run(
+        "callbot.gateway.app:create_app",
+        factory=True,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        loop="uvloop",
+        http="httptools",
+        # Behind a proxy: client address from X-Forwarded-For. Signatures are
+        # checked against PUBLIC_URL, never the forwarded host.
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        access_log=False,  # RequestObserver writes one JSON line per request
+        log_config=None,  # uvicorn's own lines go through our JSON handler
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The gateway's FastAPI application, built by `create_app` (uvicorn's factory)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from callbot.common.settings import Settings, load_settings
+from callbot.gateway import agents_api, calls_api, health, status_webhooks, voice_webhooks
+from callbot.gateway.domain.webhook_form import MalformedWebhook
+from callbot.gateway.request_observer import RequestObserver
+from callbot.gateway.resources import check_settings, open_resources
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; connections open in its lifespan. Raises `GatewayMisconfigured`
+    when a required setting is missing."""
+    settings = settings or load_settings()
+    check_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+
+    app = FastAPI(
+        title="callbot gateway",
+        version="1.0.0",
+        description="Places AI-driven outbound calls through Twilio; reads calls and agents.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestObserver)
+    app.add_exception_handler(MalformedWebhook, _malformed_webhook)
+    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health):
+        app.include_router(module.router)
+    return app
+
+
+async def _malformed_webhook(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)

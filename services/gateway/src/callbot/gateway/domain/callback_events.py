@@ -1,0 +1,41 @@
+"""Twilio's status and recording callbacks → the events gateway publishes.
+
+Every field Twilio sent is kept in `params`, so a consumer can use one gateway
+does not know about; the ones callbot relies on are typed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from callbot.common.calls import Recording
+from callbot.common.contracts import CallRecordingUpdated, CallStatusChanged
+from callbot.gateway.domain.webhook_form import optional_int, required_field
+
+
+def call_status_event(call_id: str, fields: Mapping[str, str]) -> CallStatusChanged:
+    return CallStatusChanged(
+        call_id=call_id,
+        call_sid=required_field(fields, "CallSid"),
+        status=required_field(fields, "CallStatus"),
+        sequence_number=optional_int(fields, "SequenceNumber"),
+        call_duration=optional_int(fields, "CallDuration"),
+        timestamp=fields.get("Timestamp") or None,
+        answered_by=fields.get("AnsweredBy") or None,
+        error_code=fields.get("ErrorCode") or None,
+        params=dict(fields),
+    )
+
+
+def recording_event(call_id: str, fields: Mapping[str, str]) -> CallRecordingUpdated:
+    return CallRecordingUpdated(
+        call_id=call_id,
+        call_sid=fields.get("CallSid") or None,
+        recording=Recording(
+            sid=required_field(fields, "RecordingSid"),
+            url=fields.get("RecordingUrl") or None,
+            duration_s=optional_int(fields, "RecordingDuration"),
+            status=fields.get("RecordingStatus") or None,
+        ),
+        params=dict(fields),
+    )

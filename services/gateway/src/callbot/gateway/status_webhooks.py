@@ -1,0 +1,30 @@
+"""Twilio's status and recording callbacks: each becomes one event, and
+Twilio gets its 204 only once the broker has confirmed that event."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from callbot.common.logs import log_context
+from callbot.gateway.deps import Resources, Webhook
+from callbot.gateway.domain.callback_events import call_status_event, recording_event
+from callbot.gateway.domain.callback_urls import CALL_STATUS_PATH, RECORDING_STATUS_PATH
+from callbot.gateway.publishing import publish_or_503
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post(CALL_STATUS_PATH, status_code=status.HTTP_204_NO_CONTENT)
+async def call_status(webhook: Webhook, resources: Resources) -> Response:
+    call_id = webhook.query_value("call_id")
+    with log_context(call_id=call_id):
+        await publish_or_503(resources.publisher, call_status_event(call_id, webhook.fields))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(RECORDING_STATUS_PATH, status_code=status.HTTP_204_NO_CONTENT)
+async def recording_status(webhook: Webhook, resources: Resources) -> Response:
+    call_id = webhook.query_value("call_id")
+    with log_context(call_id=call_id):
+        await publish_or_503(resources.publisher, recording_event(call_id, webhook.fields))
+        return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,34 @@
+"""Reading agents and calls from MongoDB. persistence alone writes them;
+gateway only reads (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from callbot.common.agents import Agent
+from callbot.common.calls import CallDocument
+from callbot.common.mongo import AGENTS, CALLS, Document
+
+
+class DocumentReader(Protocol):
+    """What the API reads; tests give an in-memory one."""
+
+    async def agent(self, agent_id: str) -> Agent | None: ...
+
+    async def call(self, call_id: str) -> CallDocument | None: ...
+
+
+class StoredDocuments:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._agents = database[AGENTS]
+        self._calls = database[CALLS]
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        document = await self._agents.find_one({"_id": agent_id})
+        return None if document is None else Agent.model_validate(document)
+
+    async def call(self, call_id: str) -> CallDocument | None:
+        document = await self._calls.find_one({"_id": call_id})
+        return None if document is None else CallDocument.model_validate(document)

@@ -1,0 +1,155 @@
+"""The Twilio REST client: placing calls and redirecting live ones.
+
+The twilio library is synchronous (requests); every call runs in a worker
+thread so the event loop keeps serving webhooks meanwhile. `TWILIO_API_BASE_URL`
+replaces `https://api.twilio.com` in every request URL, so the emulator (or a
+fake in the tests) can stand in for Twilio.
+
+Retries: Twilio's 429 and 5xx answers and connection errors are retried a few
+times with jittered exponential backoff; a 4xx never is (the request itself is
+wrong). A read timeout is not retried either: Twilio may have placed the call
+already, and a retry would ring the callee twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from callbot.gateway.metrics import TWILIO_REQUESTS
+
+log = logging.getLogger(__name__)
+
+TWILIO_API = "https://api.twilio.com"
+# A slow Twilio must not hold an API caller for long: a connect timeout and a
+# read timeout per attempt, and a bound on all attempts together.
+REQUEST_TIMEOUT_S = 10.0
+MAX_ATTEMPTS = 4
+MAX_RETRY_TIME_S = 20.0
+
+T = TypeVar("T")
+
+# The twilio library prefixes Twilio's own message with what it was doing.
+_LIBRARY_PREFIX = re.compile(r"^Unable to \w+ record: ")
+
+
+class TwilioApiError(Exception):
+    """Twilio answered with an error (after any retries)."""
+
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(f"Twilio answered {status} (code {code}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class TwilioUnreachable(Exception):
+    """No answer from Twilio: connection failed or timed out (after any retries)."""
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    sid: str
+    status: str
+
+
+class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio has no type hints
+    """Sends every request to `base_url` instead of `https://api.twilio.com`."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._base_url = base_url.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if url.startswith(TWILIO_API):
+            url = self._base_url + url[len(TWILIO_API) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TwilioRestException):
+        status: int = exc.status
+        return status == 429 or status >= 500
+    # ConnectionError covers refused connections and connect timeouts, but not
+    # a read timeout (see the module docstring).
+    return isinstance(exc, requests.ConnectionError)
+
+
+class TwilioCalls:
+    """The two Twilio operations gateway needs, async and retried."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        base_url: str,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self._http = BaseUrlHttpClient(base_url, REQUEST_TIMEOUT_S)
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+        self._max_attempts = max_attempts
+        self._max_backoff_s = max_backoff_s
+
+    async def create(self, params: dict[str, Any]) -> PlacedCall:
+        """`calls.create(**params)`; raises `TwilioApiError` or `TwilioUnreachable`."""
+        call = await self._retried("create", lambda: self._client.calls.create(**params))
+        return PlacedCall(sid=call.sid, status=call.status)
+
+    async def redirect(self, call_sid: str, twiml: str) -> None:
+        """Replace what a live call is doing with `twiml`."""
+        await self._retried("update", lambda: self._client.calls(call_sid).update(twiml=twiml))
+
+    def close(self) -> None:
+        if self._http.session is not None:
+            self._http.session.close()
+
+    async def _retried(self, operation: str, send: Callable[[], T]) -> T:
+        def note_retry(state: RetryCallState) -> None:
+            TWILIO_REQUESTS.labels(operation, "retried").inc()
+            log.warning(
+                "Twilio request failed, retrying",
+                extra={
+                    "operation": operation,
+                    "attempt": state.attempt_number,
+                    "error": repr(state.outcome.exception() if state.outcome else None),
+                },
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(self._max_attempts) | stop_after_delay(MAX_RETRY_TIME_S),
+            wait=wait_random_exponential(multiplier=0.2, max=self._max_backoff_s),
+            before_sleep=note_retry,
+            reraise=True,
+        )
+        try:
+            result: T = await retrying(asyncio.to_thread, send)
+        except TwilioRestException as exc:
+            TWILIO_REQUESTS.labels(operation, "error").inc()
+            message = _LIBRARY_PREFIX.sub("", str(exc.msg))
+            raise TwilioApiError(exc.status, exc.code, message) from exc
+        except requests.RequestException as exc:
+            TWILIO_REQUESTS.labels(operation, "unreachable").inc()
+            raise TwilioUnreachable(f"Twilio {operation}: {exc}") from exc
+        TWILIO_REQUESTS.labels(operation, "ok").inc()
+        return result

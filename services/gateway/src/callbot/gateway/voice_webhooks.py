@@ -1,0 +1,130 @@
+"""Twilio's voice webhooks: the answered call, each utterance, and the
+asynchronous answering-machine result. Every one answers Twilio with valid
+TwiML within the dialog deadline, whatever dialog does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from callbot.common.calls import is_machine
+from callbot.common.contracts import CallAnswered, DialogReply, DialogStart, DialogTurn
+from callbot.common.logs import log_context
+from callbot.gateway.deps import Resources, Webhook
+from callbot.gateway.domain.callback_urls import (
+    AMD_STATUS_PATH,
+    ANSWER_PATH,
+    PROCESS_SPEECH_PATH,
+)
+from callbot.gateway.domain.fallback import greeting_fallback, turn_fallback, voicemail_fallback
+from callbot.gateway.domain.twiml import render_reply_twiml
+from callbot.gateway.domain.webhook_form import optional_float, required_field
+from callbot.gateway.publishing import publish_best_effort, publish_or_503
+from callbot.gateway.resources import GatewayResources
+from callbot.gateway.twilio_rest import TwilioApiError, TwilioUnreachable
+from callbot.gateway.twiml_response import TwimlResponse
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post(ANSWER_PATH, response_class=TwimlResponse)
+async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
+    call_id = webhook.query_value("call_id")
+    agent_id = webhook.query_value("agent_id")
+    call_sid = required_field(webhook.fields, "CallSid")
+    answered_by = webhook.fields.get("AnsweredBy") or None
+    with log_context(call_id=call_id, call_sid=call_sid):
+        start = DialogStart(
+            call_id=call_id,
+            agent_id=agent_id,
+            call_sid=call_sid,
+            to=webhook.fields.get("To") or None,
+            from_=webhook.fields.get("From") or None,
+            answered_by=answered_by,
+        )
+        # Both within the deadline, side by side: the callee is waiting.
+        reply, _ = await asyncio.gather(
+            resources.dialog.ask(start),
+            publish_best_effort(
+                resources.publisher,
+                CallAnswered(call_id=call_id, call_sid=call_sid, answered_by=answered_by),
+                timeout_s=resources.settings.dialog_deadline_ms / 1000,
+                consequence="the call goes on; its answer time is missing from the document",
+            ),
+        )
+        if reply is None:
+            reply = (
+                voicemail_fallback(call_id)
+                if is_machine(answered_by)
+                else greeting_fallback(call_id)
+            )
+        return _twiml(call_id, reply, resources)
+
+
+@router.post(PROCESS_SPEECH_PATH, response_class=TwimlResponse)
+async def process_speech(webhook: Webhook, resources: Resources) -> TwimlResponse:
+    call_id = webhook.query_value("call_id")
+    seq = _seq(webhook.query_value("seq"))
+    with log_context(call_id=call_id, seq=seq):
+        turn = DialogTurn(
+            call_id=call_id,
+            seq=seq,
+            speech=webhook.fields.get("SpeechResult", ""),
+            confidence=optional_float(webhook.fields, "Confidence"),
+        )
+        reply = await resources.dialog.ask(turn) or turn_fallback(call_id, seq)
+        return _twiml(call_id, reply, resources)
+
+
+@router.post(AMD_STATUS_PATH, status_code=status.HTTP_204_NO_CONTENT)
+async def machine_detection_result(webhook: Webhook, resources: Resources) -> Response:
+    call_id = webhook.query_value("call_id")
+    agent_id = webhook.query_value("agent_id")
+    call_sid = required_field(webhook.fields, "CallSid")
+    answered_by = webhook.fields.get("AnsweredBy") or None
+    with log_context(call_id=call_id, call_sid=call_sid, answered_by=answered_by):
+        if is_machine(answered_by):
+            await _leave_voicemail(resources, call_id, agent_id, call_sid, answered_by)
+        await publish_or_503(
+            resources.publisher,
+            CallAnswered(call_id=call_id, call_sid=call_sid, answered_by=answered_by),
+        )
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _leave_voicemail(
+    resources: GatewayResources, call_id: str, agent_id: str, call_sid: str, answered_by: str | None
+) -> None:
+    """The greeting is already playing to a machine: ask dialog for the
+    voicemail reply (it knows the call was greeted) and redirect the live call."""
+    start = DialogStart(
+        call_id=call_id, agent_id=agent_id, call_sid=call_sid, answered_by=answered_by
+    )
+    reply = await resources.dialog.ask(start) or voicemail_fallback(call_id)
+    twiml = render_reply_twiml(reply, resources.urls.process_speech(call_id, reply.next_seq))
+    try:
+        await resources.twilio.redirect(call_sid, twiml)
+    except (TwilioApiError, TwilioUnreachable) as exc:
+        # Typically the call ended meanwhile (Twilio 21220); nothing left to redirect.
+        log.warning(
+            "could not redirect the call to the voicemail message", extra={"error": str(exc)}
+        )
+    else:
+        log.info("machine answered: call redirected to the voicemail message")
+
+
+def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
+    action = resources.urls.process_speech(call_id, reply.next_seq)
+    return TwimlResponse(render_reply_twiml(reply, action))
+
+
+def _seq(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"seq must be a positive integer, got {raw!r}"
+        )
+    return int(raw)

@@ -1,0 +1,93 @@
+"""TwiML rendering and the fallback replies: parsed XML, not compared strings."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from callbot.common.contracts import DialogReply, GatherSpec
+from callbot.gateway.domain.fallback import (
+    GREETING_FALLBACK,
+    TURN_FALLBACK,
+    greeting_fallback,
+    turn_fallback,
+    voicemail_fallback,
+)
+from callbot.gateway.domain.twiml import render_reply_twiml
+
+ACTION = "https://gw.test/voice/process-speech?call_id=c1&seq=3"
+
+
+def _reply(**overrides: object) -> DialogReply:
+    values: dict[str, object] = {
+        "call_id": "c1",
+        "say": "Is <this> a good time & place?",
+        "voice": "Polly.Amy",
+        "language": "en-GB",
+        "action": "gather",
+        "next_seq": 3,
+        "gather": GatherSpec(
+            speech_timeout="2", timeout_s=7, hints=("yes", "no"), speech_model="phone_call"
+        ),
+    }
+    return DialogReply.model_validate({**values, **overrides})
+
+
+def test_gather_reply_nests_say_inside_a_speech_gather() -> None:
+    root = ET.fromstring(render_reply_twiml(_reply(), ACTION))
+    assert root.tag == "Response"
+    [gather] = list(root)
+    assert gather.tag == "Gather"
+    assert gather.attrib == {
+        "input": "speech",
+        "action": ACTION,
+        "method": "POST",
+        "actionOnEmptyResult": "true",
+        "speechTimeout": "2",
+        "timeout": "7",
+        "language": "en-GB",
+        "hints": "yes,no",
+        "speechModel": "phone_call",
+    }
+    [say] = list(gather)
+    assert say.tag == "Say"
+    assert say.text == "Is <this> a good time & place?"
+    assert say.attrib == {"voice": "Polly.Amy", "language": "en-GB"}
+
+
+def test_gather_without_hints_or_model_leaves_those_attributes_out() -> None:
+    reply = _reply(gather=GatherSpec())
+    [gather] = list(ET.fromstring(render_reply_twiml(reply, ACTION)))
+    assert "hints" not in gather.attrib
+    assert "speechModel" not in gather.attrib
+    assert gather.attrib["speechTimeout"] == "auto"
+
+
+def test_hangup_reply_says_then_hangs_up() -> None:
+    root = ET.fromstring(render_reply_twiml(_reply(action="hangup", say="Goodbye!"), ACTION))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root[0].text == "Goodbye!"
+    assert root[0].attrib == {"voice": "Polly.Amy", "language": "en-GB"}
+
+
+def test_empty_say_renders_no_say_element() -> None:
+    root = ET.fromstring(render_reply_twiml(_reply(action="hangup", say=""), ACTION))
+    assert [child.tag for child in root] == ["Hangup"]
+    [gather] = list(ET.fromstring(render_reply_twiml(_reply(say=""), ACTION)))
+    assert list(gather) == []
+
+
+def test_greeting_fallback_listens_for_turn_one() -> None:
+    reply = greeting_fallback("c1")
+    assert (reply.action, reply.next_seq, reply.say) == ("gather", 1, GREETING_FALLBACK)
+
+
+def test_turn_fallback_listens_again_for_the_same_seq() -> None:
+    reply = turn_fallback("c1", 5)
+    assert (reply.action, reply.next_seq, reply.say) == ("gather", 5, TURN_FALLBACK)
+
+
+def test_voicemail_fallback_hangs_up_silently() -> None:
+    reply = voicemail_fallback("c1")
+    assert (reply.action, reply.say, reply.ended_by) == ("hangup", "", "voicemail")
+    root = ET.fromstring(render_reply_twiml(reply, ACTION))
+    assert [child.tag for child in root] == ["Hangup"]
