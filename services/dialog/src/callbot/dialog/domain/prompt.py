@@ -1,0 +1,129 @@
+"""The LLM request for one turn: messages and tools, in a fixed order.
+
+Messages, in this order: the agent's system prompt (rendered), its few-shot
+examples, the earlier conversations with this number, the history of this
+call (the new user turn last), and the status of the data still to collect.
+The history comes from the session's turns alone, so every replica that
+serves the call sends the model the same ordered conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from callbot.common.agents import Agent, DataField, LlmOptions
+from callbot.common.calls import Turn
+from callbot.dialog.domain.actions import END_CALL, RECORD_DATA
+from callbot.dialog.domain.session import Session
+
+NO_INPUT_PLACEHOLDER = "(the callee said nothing)"
+
+ChatMessage = dict[str, str]
+
+
+@dataclass(frozen=True)
+class LlmRequest:
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[dict[str, Any], ...]
+    options: LlmOptions
+
+
+def build_llm_request(session: Session, heard: Turn) -> LlmRequest:
+    return LlmRequest(
+        messages=tuple(build_messages(session, heard)),
+        tools=build_tools(session.agent),
+        options=session.agent.llm,
+    )
+
+
+def build_messages(session: Session, heard: Turn) -> list[ChatMessage]:
+    agent = session.agent
+    messages: list[ChatMessage] = [{"role": "system", "content": session.render(agent.prompt)}]
+    messages += [{"role": shot.role, "content": shot.content} for shot in agent.few_shot]
+    if session.past_conversations:
+        earlier = "\n".join(past.describe() for past in session.past_conversations)
+        messages.append(
+            {
+                "role": "system",
+                "content": "Earlier calls with this person, newest first:\n" + earlier,
+            }
+        )
+    messages += history_messages([*session.turns, heard])
+    messages.append({"role": "system", "content": collection_status(session)})
+    return messages
+
+
+def history_messages(turns: Iterable[Turn]) -> list[ChatMessage]:
+    return [
+        {"role": turn.role, "content": NO_INPUT_PLACEHOLDER if turn.no_input else turn.content}
+        for turn in sorted(turns, key=lambda turn: turn.seq)
+    ]
+
+
+def collection_status(session: Session) -> str:
+    """What is collected, what is missing, and what went wrong last turn."""
+    lines: list[str] = []
+    missing = session.missing_fields()
+    if missing:
+        lines.append(
+            "Data still to collect, one item at a time; record each value with "
+            f"{RECORD_DATA} as soon as the callee gives it:"
+        )
+        lines += [f"- {item.name}: {_describe_field(item)}" for item in missing]
+    elif session.agent.data_to_fill:
+        lines.append("All the data is collected.")
+    if session.data_collected:
+        collected = ", ".join(f"{key}={value}" for key, value in session.data_collected.items())
+        lines.append(f"Already collected: {collected}.")
+    for rejection in session.rejections:
+        if rejection.field:
+            lines.append(
+                f"The value {rejection.value!r} for {rejection.field} was not recorded: "
+                f"{rejection.reason}. Ask for it again."
+            )
+        else:
+            lines.append(f"A tool call failed: {rejection.reason}.")
+    lines.append(f"If the callee wants to end the call, call {END_CALL}.")
+    return "\n".join(lines)
+
+
+def _describe_field(item: DataField) -> str:
+    kind = f"one of {', '.join(item.choices)}" if item.choices else item.type
+    need = "required" if item.required else "optional"
+    return f"{item.description} ({kind}, {need})"
+
+
+def build_tools(agent: Agent) -> tuple[dict[str, Any], ...]:
+    field_schema: dict[str, Any] = {"type": "string", "description": "The field's name."}
+    if agent.data_to_fill:
+        field_schema["enum"] = [item.name for item in agent.data_to_fill]
+    record_data = {
+        "type": "function",
+        "function": {
+            "name": RECORD_DATA,
+            "description": "Record one piece of data the callee just gave.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "field": field_schema,
+                    "value": {"type": "string", "description": "The value, as given."},
+                },
+                "required": ["field", "value"],
+            },
+        },
+    }
+    end_call = {
+        "type": "function",
+        "function": {
+            "name": END_CALL,
+            "description": "End the call because the callee said goodbye or wants to stop.",
+            "parameters": {
+                "type": "object",
+                "properties": {"reason": {"type": "string"}},
+                "required": ["reason"],
+            },
+        },
+    }
+    return (record_data, end_call)

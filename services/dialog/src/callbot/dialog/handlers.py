@@ -1,0 +1,234 @@
+"""`dialog.start` and `dialog.turn`, run against the ports they are given.
+
+Seq contract (gateway relies on it): the greeting is turn 0 and its reply
+says `next_seq=1`; `dialog.turn` with seq N records user turn N and assistant
+turn N+1 and replies `next_seq=N+2`. A request whose user turn is already
+recorded with the same speech (a duplicated webhook, a redelivered RPC) gets
+the recorded answer again, without asking the model or publishing. A request
+whose seq is taken by different speech (gateway re-gathered after a deadline
+while the earlier turn completed late) is appended after the last turn.
+
+Events are published, confirmed, before the reply is returned, so the call
+document never lags a spoken line by more than that publish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from callbot.common.calls import TERMINAL_STATUSES, EndedBy, Turn, is_machine
+from callbot.common.contracts import (
+    AgentUpdated,
+    AnyEvent,
+    CallEnding,
+    CallStatusChanged,
+    CallTurnRecorded,
+    DialogReply,
+    DialogStart,
+    DialogTurn,
+    Event,
+    GatherSpec,
+    utcnow,
+)
+from callbot.common.messaging import Deadline
+from callbot.dialog.agent_cache import AgentCache
+from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
+from callbot.dialog.domain.deterministic import deterministic_answer
+from callbot.dialog.domain.policy import (
+    answer_without_model,
+    apply_model_answer,
+    fallback,
+    greet,
+    leave_voicemail,
+    user_turn,
+)
+from callbot.dialog.domain.session import Exchange, Session
+from callbot.dialog.metrics import FALLBACKS
+from callbot.dialog.sessions import SessionRegistry
+
+log = logging.getLogger(__name__)
+
+# Kept free at the end of the RPC deadline to publish the turns and reply.
+SAFETY_MARGIN_S = 0.3
+# Longest wait for persistence to store turns another replica served.
+MAX_PERSISTENCE_WAIT_S = 1.5
+# A publish gets at least this long even when the deadline is nearly spent:
+# a turn the callee heard must reach the call document.
+MIN_PUBLISH_TIMEOUT_S = 1.0
+
+
+class ConversationModel(Protocol):
+    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
+        """The model's answer to `heard`; raises `ModelUnavailable` when it has none in time."""
+        ...
+
+
+class EventSink(Protocol):
+    async def publish(self, event: Event, *, timeout_s: float = ...) -> None: ...
+
+
+class DeterministicConversation:
+    """The conversation model when no LLM is configured (see `domain.deterministic`)."""
+
+    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
+        return deterministic_answer(session, heard)
+
+
+@dataclass(frozen=True)
+class DialogPorts:
+    sessions: SessionRegistry
+    agents: AgentCache
+    model: ConversationModel
+    events: EventSink
+    clock: Callable[[], datetime] = utcnow
+
+
+async def handle_request(
+    request: DialogStart | DialogTurn, deadline: Deadline, ports: DialogPorts
+) -> DialogReply:
+    if isinstance(request, DialogStart):
+        return await handle_start(request, deadline, ports)
+    return await handle_turn(request, deadline, ports)
+
+
+async def handle_start(request: DialogStart, deadline: Deadline, ports: DialogPorts) -> DialogReply:
+    async with ports.sessions.exclusive(request.call_id):
+        session = await ports.sessions.for_start(request)
+        if session.ended_by is not None and session.turns:
+            return _say_last_line_again(session)
+        if is_machine(request.answered_by):
+            exchange = leave_voicemail(session, ports.clock())
+        elif session.turns:
+            # A repeated start (gateway retried the answer webhook): same greeting, no new turn.
+            return _reply(session, session.turns[0], session.next_seq, None)
+        else:
+            exchange = greet(session, ports.clock())
+        return await _record(session, exchange, deadline, ports)
+
+
+async def handle_turn(request: DialogTurn, deadline: Deadline, ports: DialogPorts) -> DialogReply:
+    async with ports.sessions.exclusive(request.call_id):
+        wait_s = min(MAX_PERSISTENCE_WAIT_S, max(deadline.remaining() / 3, 0.0))
+        session = await ports.sessions.for_turn(request.call_id, request.seq, wait_s)
+        recorded = _recorded_answer(session, request)
+        if recorded is not None:
+            log.info(
+                "turn already answered; replying with the recorded answer",
+                extra={"seq": request.seq},
+            )
+            return recorded
+        if session.ended_by is not None and session.turns:
+            return _say_last_line_again(session)
+        heard = user_turn(
+            _seq_for(session, request), request.speech, request.confidence, ports.clock()
+        )
+        exchange = answer_without_model(session, heard, ports.clock())
+        if exchange is None:
+            exchange = await _ask_model(session, heard, deadline, ports)
+        return await _record(session, exchange, deadline, ports)
+
+
+async def handle_event(event: AnyEvent, ports: DialogPorts) -> None:
+    """`agent.updated` drops the cached agent; a terminal `call.status` ends the session."""
+    if isinstance(event, AgentUpdated):
+        ports.agents.drop(event.agent_id)
+    elif isinstance(event, CallStatusChanged) and event.status in TERMINAL_STATUSES:
+        ports.sessions.evict(event.call_id)
+
+
+def _recorded_answer(session: Session, request: DialogTurn) -> DialogReply | None:
+    heard = session.turn(request.seq)
+    answered = session.turn(request.seq + 1)
+    if heard is None or answered is None or heard.role != "user" or answered.role != "assistant":
+        return None
+    if heard.content != request.speech.strip():
+        return None
+    is_last = answered.seq == session.turns[-1].seq
+    return _reply(session, answered, answered.seq + 1, session.ended_by if is_last else None)
+
+
+def _seq_for(session: Session, request: DialogTurn) -> int:
+    """Where the user turn goes: at the requested seq, unless other speech holds it."""
+    taken = session.turn(request.seq)
+    if taken is None and request.seq >= session.next_seq:
+        return request.seq
+    if taken is not None and taken.role == "user" and taken.content == request.speech.strip():
+        return request.seq  # recorded, but its answer never was: answer it now
+    return session.next_seq
+
+
+async def _ask_model(
+    session: Session, heard: Turn, deadline: Deadline, ports: DialogPorts
+) -> Exchange:
+    budget_s = min(session.agent.llm.timeout_s, deadline.remaining() - SAFETY_MARGIN_S)
+    try:
+        answer = await ports.model.answer(session, heard, budget_s)
+    except ModelUnavailable as exc:
+        FALLBACKS.inc()
+        log.warning(
+            "no answer from the model in time; speaking the fallback line",
+            extra={"seq": heard.seq, "budget_s": round(budget_s, 3), "error": str(exc)},
+        )
+        return fallback(session, heard, ports.clock())
+    return apply_model_answer(session, heard, answer, ports.clock())
+
+
+async def _record(
+    session: Session, exchange: Exchange, deadline: Deadline, ports: DialogPorts
+) -> DialogReply:
+    """Publish the exchange's turns (and ending), then commit it and build the reply."""
+    timeout_s = max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S)
+    for turn in exchange.turns:
+        await ports.events.publish(
+            CallTurnRecorded(
+                call_id=session.call_id,
+                turn=turn,
+                data_collected=exchange.data_collected,
+                data_complete=exchange.data_complete,
+            ),
+            timeout_s=timeout_s,
+        )
+    ended_by = exchange.ending.ended_by if exchange.ending else None
+    if exchange.ending is not None:
+        await ports.events.publish(
+            CallEnding(
+                call_id=session.call_id,
+                ended_by=exchange.ending.ended_by,
+                reason=exchange.ending.reason,
+            ),
+            timeout_s=timeout_s,
+        )
+        log.info("ending the call", extra={"ended_by": ended_by, "reason": exchange.ending.reason})
+    session.commit(exchange)
+    ports.sessions.keep(session)
+    return _reply(session, exchange.spoken, exchange.spoken.seq + 1, ended_by)
+
+
+def _say_last_line_again(session: Session) -> DialogReply:
+    """The call already ended: repeat its closing line and hang up again."""
+    last = session.turns[-1]
+    return _reply(session, last, session.next_seq, session.ended_by)
+
+
+def _reply(session: Session, spoken: Turn, next_seq: int, ended_by: EndedBy | None) -> DialogReply:
+    agent = session.agent
+    speech = agent.speech
+    return DialogReply(
+        call_id=session.call_id,
+        say=spoken.content,
+        voice=agent.voice,
+        language=agent.language,
+        action="hangup" if ended_by else "gather",
+        next_seq=next_seq,
+        gather=GatherSpec(
+            speech_timeout=speech.timeout,
+            timeout_s=speech.gather_timeout_s,
+            hints=speech.hints,
+            speech_model=speech.model,
+        ),
+        ended_by=ended_by,
+    )

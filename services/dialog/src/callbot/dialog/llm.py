@@ -1,0 +1,117 @@
+"""The OpenAI-compatible chat API as dialog's conversation model.
+
+One turn gets a time budget (the agent's `llm.timeout_s`, cut to what the RPC
+deadline leaves); transient failures (connection, timeout, 429, 5xx) are
+retried with tenacity only while enough of that budget remains for another
+attempt. When the budget is spent, `ModelUnavailable` tells the caller to
+speak the fallback line instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, cast
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
+
+from callbot.common.calls import Turn
+from callbot.common.settings import Settings
+from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_tool_call
+from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
+from callbot.dialog.domain.session import Session
+from callbot.dialog.metrics import LLM_ERRORS, LLM_SECONDS
+
+log = logging.getLogger(__name__)
+
+# Below this, another attempt could not finish: give up and speak the fallback.
+MIN_ATTEMPT_S = 0.25
+_BACKOFF = wait_exponential(multiplier=0.05, min=0.05, max=0.4)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError | TimeoutError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return False
+
+
+class OpenAIConversation:
+    """Answers a turn with one chat completion (tools: record_data, end_call)."""
+
+    def __init__(self, settings: Settings) -> None:
+        api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            max_retries=0,  # retries are ours, bounded by the turn's deadline
+        )
+        self._default_model = settings.llm_model
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
+        request = build_llm_request(session, heard)
+        give_up_at = time.monotonic() + budget_s
+
+        def out_of_time(state: RetryCallState) -> bool:
+            upcoming_wait = _BACKOFF(state)
+            return give_up_at - time.monotonic() - upcoming_wait < MIN_ATTEMPT_S
+
+        if give_up_at - time.monotonic() < MIN_ATTEMPT_S:
+            raise ModelUnavailable(f"no time left for the model (budget {budget_s:.2f}s)")
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_is_transient),
+                stop=out_of_time,
+                wait=_BACKOFF,
+                reraise=True,
+            ):
+                with attempt:
+                    completion = await self._complete(request, give_up_at - time.monotonic())
+                    return _to_answer(completion)
+        except Exception as exc:
+            raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    async def _complete(self, request: LlmRequest, time_left_s: float) -> ChatCompletion:
+        options = request.options
+        started = time.perf_counter()
+        try:
+            # asyncio.timeout bounds the whole attempt, connect and body included.
+            async with asyncio.timeout(time_left_s):
+                completion = await self._client.chat.completions.create(
+                    model=options.model or self._default_model,
+                    messages=cast(list[ChatCompletionMessageParam], list(request.messages)),
+                    tools=cast(list[ChatCompletionToolParam], list(request.tools)),
+                    temperature=options.temperature,
+                    max_tokens=options.max_tokens,
+                    timeout=time_left_s,
+                )
+        except Exception as exc:
+            LLM_SECONDS.labels("error").observe(time.perf_counter() - started)
+            LLM_ERRORS.labels(type(exc).__name__).inc()
+            log.warning(
+                "LLM attempt failed",
+                extra={"error": repr(exc), "transient": _is_transient(exc)},
+            )
+            raise
+        LLM_SECONDS.labels("ok").observe(time.perf_counter() - started)
+        return completion
+
+
+def _to_answer(completion: ChatCompletion) -> ModelAnswer:
+    if not completion.choices:
+        raise ModelUnavailable("the model answered with no choices")
+    message = completion.choices[0].message
+    actions = []
+    for call in message.tool_calls or ():
+        function: Any = getattr(call, "function", None)  # custom (non-function) tools have none
+        if function is not None:
+            actions.append(parse_tool_call(function.name, function.arguments or ""))
+    return ModelAnswer(text=message.content or "", actions=tuple(actions))

@@ -1,0 +1,145 @@
+"""Wiring: the one place that builds dialog's adapters and hands them to the handlers.
+
+- `dialog.rpc` (shared by every replica) is served by `RpcServer`;
+- `agent.updated` and `call.status` reach each replica through a queue of its
+  own (exclusive, auto-deleted), since every replica must drop its cached
+  agent or session, not just one of them;
+- `call.turn` and `call.ending` go out through a publisher-confirms channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aio_pika.abc import AbstractQueue, AbstractRobustConnection
+from pymongo import AsyncMongoClient
+
+from callbot.common.contracts import (
+    DIALOG_REQUEST_ADAPTER,
+    AnyEvent,
+    DialogReply,
+    DialogStart,
+    DialogTurn,
+)
+from callbot.common.messaging import (
+    Deadline,
+    DeclaredTopology,
+    EventConsumer,
+    EventPublisher,
+    RpcServer,
+    Topology,
+    connect,
+    declare_topology,
+)
+from callbot.common.messaging.topology import DIALOG_EVENT_KEYS
+from callbot.common.mongo import Document, callbot_database, create_mongo_client
+from callbot.common.settings import Settings
+from callbot.dialog.agent_cache import AgentCache
+from callbot.dialog.handlers import (
+    ConversationModel,
+    DeterministicConversation,
+    DialogPorts,
+    handle_event,
+    handle_request,
+)
+from callbot.dialog.llm import OpenAIConversation
+from callbot.dialog.sessions import SessionRegistry
+from callbot.dialog.store import DialogStore, MongoDialogStore
+
+log = logging.getLogger(__name__)
+
+
+class DialogService:
+    """`start()` opens connections, declares topology and begins serving;
+    `stop()` stops taking requests, finishes those in hand, and closes.
+
+    `store` replaces the MongoDB adapter (tests pass a wrapped one); by default
+    the service opens its own client in `start()`.
+    """
+
+    def __init__(self, settings: Settings, *, store: DialogStore | None = None) -> None:
+        self._settings = settings
+        self._store = store
+        self._instance = uuid.uuid4().hex[:12]
+        self._connection: AbstractRobustConnection | None = None
+        self._mongo: AsyncMongoClient[Document] | None = None
+        self._llm: OpenAIConversation | None = None
+        self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
+        self._consumer: EventConsumer | None = None
+        # Strong references: a robust channel restores only what is still referenced.
+        self._declared: DeclaredTopology | None = None
+        self._events_queue: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        settings = self._settings
+        topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
+        self._connection = connection = await connect(settings, f"dialog-{self._instance}")
+
+        rpc_channel = await connection.channel(publisher_confirms=False)
+        await rpc_channel.set_qos(prefetch_count=settings.rabbitmq_prefetch)
+        self._declared = await declare_topology(rpc_channel, topology)
+        events_channel = await connection.channel(publisher_confirms=True)
+        publisher = EventPublisher(
+            await events_channel.get_exchange(topology.events_exchange), app_id="dialog"
+        )
+
+        store = self._store or self._open_mongo_store()
+        agents = AgentCache(store)
+        ports = DialogPorts(
+            sessions=SessionRegistry(store, agents),
+            agents=agents,
+            model=self._conversation_model(),
+            events=publisher,
+        )
+
+        self._events_queue = await rpc_channel.declare_queue(
+            f"{topology.namespace}.dialog.events.{self._instance}", exclusive=True, auto_delete=True
+        )
+        for routing_key in DIALOG_EVENT_KEYS:
+            await self._events_queue.bind(topology.events_exchange, routing_key=routing_key)
+
+        async def on_event(event: AnyEvent) -> None:
+            await handle_event(event, ports)
+
+        async def on_request(request: DialogStart | DialogTurn, deadline: Deadline) -> DialogReply:
+            return await handle_request(request, deadline, ports)
+
+        self._consumer = EventConsumer(self._events_queue, on_event)
+        await self._consumer.start()
+        self._rpc = RpcServer(
+            rpc_channel,
+            self._declared.queues[topology.dialog_rpc_queue],
+            DIALOG_REQUEST_ADAPTER,
+            on_request,
+        )
+        await self._rpc.start()
+        log.info(
+            "dialog serving",
+            extra={
+                "rpc_queue": topology.dialog_rpc_queue,
+                "policy": "llm" if settings.llm_configured else "deterministic",
+            },
+        )
+
+    def _open_mongo_store(self) -> MongoDialogStore:
+        self._mongo = create_mongo_client(self._settings, "callbot-dialog")
+        return MongoDialogStore(callbot_database(self._mongo, self._settings))
+
+    def _conversation_model(self) -> ConversationModel:
+        if not self._settings.llm_configured:
+            return DeterministicConversation()
+        self._llm = OpenAIConversation(self._settings)
+        return self._llm
+
+    async def stop(self) -> None:
+        if self._rpc is not None:
+            await self._rpc.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._connection is not None:
+            await self._connection.close()
+        if self._llm is not None:
+            await self._llm.close()
+        if self._mongo is not None:
+            await self._mongo.close()
