@@ -1,0 +1,189 @@
+"""The call-document projection: `(CallDocument, event) -> CallDocument`. Pure.
+
+This is the specification of what every call event does to the stored call.
+The in-memory store runs it as is; the MongoDB store encodes each rule as
+atomic conditional updates, and one contract test suite checks that both give
+the same documents for the same events in any order, with duplicates.
+
+Every rule is idempotent and commutes with the others, because events reach
+persistence through several publishers, retries and replicas:
+- a turn is added once (by `seq`) and turns stay sorted by `seq`;
+  `data_collected` is the one sent with the highest turn seen;
+- a status applies only when `status_supersedes` says so;
+- `ended_by`: dialog's `call.ending` wins; on a terminal status persistence
+  infers it (voicemail for a machine, else the status for busy, no-answer,
+  failed and canceled, else `callee_hangup`); the `callee_hangup` guess is
+  corrected by a later `call.ending` or machine `answered_by` until the
+  publication of `call.completed` has been claimed, so the event and the
+  document never disagree;
+- a finished recording is never replaced by an unfinished one.
+
+`updated_at` and the publication bookkeeping (`completed_claimed_at`,
+`completed_published_at`) are the store's, not the events'.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Any
+
+from callbot.common.calls import CallDocument, is_machine
+from callbot.common.contracts import (
+    CallAnswered,
+    CallCreated,
+    CallEnding,
+    CallEvent,
+    CallRecordingUpdated,
+    CallStatusChanged,
+    CallTurnRecorded,
+)
+from callbot.persistence.domain.status import (
+    INFERRED_HANGUP,
+    ended_by_for_terminal_status,
+    is_terminal,
+    parse_call_status,
+    recording_update_applies,
+    status_supersedes,
+)
+
+PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
+    CallCreated,
+    CallAnswered,
+    CallTurnRecorded,
+    CallEnding,
+    CallStatusChanged,
+    CallRecordingUpdated,
+)
+
+
+def blank_call(call_id: str) -> CallDocument:
+    """The document an event finds when it is the first to arrive for its call."""
+    return CallDocument(call_id=call_id)
+
+
+def project(events: list[CallEvent], call_id: str) -> CallDocument:
+    """The document these events give, applied in the order listed."""
+    call = blank_call(call_id)
+    for event in events:
+        call = apply_event(call, event)
+    return call
+
+
+def apply_event(call: CallDocument, event: CallEvent) -> CallDocument:
+    """The document after `event`."""
+    return _apply(event, call)
+
+
+# singledispatch picks the implementation by its first argument: the event.
+@singledispatch
+def _apply(event: CallEvent, call: CallDocument) -> CallDocument:
+    raise TypeError(
+        f"persistence does not store {type(event).__name__} events; "
+        f"expected one of {[kind.__name__ for kind in PROJECTED_EVENTS]}"
+    )
+
+
+def _changed(call: CallDocument, **changes: Any) -> CallDocument:
+    return call.model_copy(update=changes)
+
+
+@_apply.register
+def _created(event: CallCreated, call: CallDocument) -> CallDocument:
+    call = _changed(
+        call,
+        call_sid=event.call_sid,
+        agent_id=event.agent_id,
+        agent_version=event.agent_version,
+        to=event.to,
+        from_=event.from_,
+        recipient=event.recipient,
+        variables=event.variables,
+        created_at=event.occurred_at,
+    )
+    if call.status is None:  # status callbacks that came first know better
+        call = _changed(call, status=parse_call_status(event.status))
+    return call
+
+
+@_apply.register
+def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
+    changes: dict[str, Any] = {"call_sid": event.call_sid, "answered_at": event.occurred_at}
+    if event.answered_by is not None:
+        changes["answered_by"] = event.answered_by
+    return settle_ended_by(_changed(call, **changes))
+
+
+@_apply.register
+def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
+    turn = event.turn
+    if all(existing.seq != turn.seq for existing in call.turns):
+        call = _changed(call, turns=tuple(sorted((*call.turns, turn), key=lambda t: t.seq)))
+    if all(existing.seq <= turn.seq for existing in call.turns):
+        call = _changed(
+            call, data_collected=event.data_collected, data_complete=event.data_complete
+        )
+    return call
+
+
+@_apply.register
+def _ending(event: CallEnding, call: CallDocument) -> CallDocument:
+    if ending_applies(call.ended_by, call.completed_claimed_at is not None):
+        call = _changed(call, ended_by=event.ended_by, ending_reason=event.reason)
+    return call
+
+
+@_apply.register
+def _status(event: CallStatusChanged, call: CallDocument) -> CallDocument:
+    status = parse_call_status(event.status)
+    changes: dict[str, Any] = {"call_sid": event.call_sid}
+    if event.answered_by is not None and call.answered_by is None:
+        changes["answered_by"] = event.answered_by
+    if status_supersedes(call.status, call.status_seq, status, event.sequence_number):
+        changes.update(status_changes(event))
+    return settle_ended_by(_changed(call, **changes))
+
+
+@_apply.register
+def _recording(event: CallRecordingUpdated, call: CallDocument) -> CallDocument:
+    stored_status = call.recording.status if call.recording else None
+    if not recording_update_applies(stored_status, event.recording.status):
+        return call
+    changes: dict[str, Any] = {"recording": event.recording}
+    if event.call_sid is not None:
+        changes["call_sid"] = event.call_sid
+    return _changed(call, **changes)
+
+
+def status_changes(event: CallStatusChanged) -> dict[str, Any]:
+    """The fields a superseding status callback sets (the finalization ones too
+    when it is terminal). `ended_at` is when gateway received the callback."""
+    status = parse_call_status(event.status)
+    changes: dict[str, Any] = {"status": status}
+    if event.sequence_number is not None:
+        changes["status_seq"] = event.sequence_number
+    if event.error_code is not None:
+        changes["error_code"] = event.error_code
+    if is_terminal(status):
+        changes["ended_at"] = event.occurred_at
+        changes["duration_s"] = event.call_duration
+    return changes
+
+
+def ending_applies(stored_ended_by: str | None, completion_claimed: bool) -> bool:
+    """dialog's `call.ending` sets `ended_by` unless one is stored already; it
+    corrects persistence's `callee_hangup` guess until `call.completed` is claimed."""
+    return stored_ended_by is None or (
+        stored_ended_by == INFERRED_HANGUP and not completion_claimed
+    )
+
+
+def settle_ended_by(call: CallDocument) -> CallDocument:
+    """Infer `ended_by` for a finalized call nobody explained, and upgrade the
+    `callee_hangup` guess to `voicemail` once a machine answer is known."""
+    if call.status is None or not is_terminal(call.status) or call.completed_claimed_at is not None:
+        return call
+    if is_machine(call.answered_by) and call.ended_by in (None, INFERRED_HANGUP):
+        return _changed(call, ended_by="voicemail")
+    if call.ended_by is None:
+        return _changed(call, ended_by=ended_by_for_terminal_status(call.status))
+    return call

@@ -1,0 +1,160 @@
+"""The persistence service: the one place that wires adapters to handlers.
+
+start: MongoDB client and indexes, RabbitMQ connection and topology, the
+call-event consumer, the agent-save RPC server, the completion sweeper.
+stop: stop taking messages, give up waiting for MongoDB (messages in hand are
+requeued), let in-flight handlers finish, cancel background tasks, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from functools import partial
+
+from aio_pika.abc import AbstractRobustConnection
+from pymongo import AsyncMongoClient
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from callbot.common.contracts import PERSISTENCE_REQUEST_ADAPTER, AgentSave, AgentSaved
+from callbot.common.messaging import (
+    Deadline,
+    DeclaredTopology,
+    EventConsumer,
+    EventPublisher,
+    RpcServer,
+    Topology,
+    connect,
+    declare_topology,
+)
+from callbot.common.mongo import AGENTS, CALLS, Document, callbot_database, create_mongo_client
+from callbot.common.settings import Settings
+from callbot.persistence.completion import CallCompletionPublisher
+from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
+from callbot.persistence.store import (
+    STORE_UNREACHABLE,
+    MongoAgentStore,
+    MongoCallStore,
+    RetryWhileUnreachable,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMPLETION_GRACE_S = 2.0
+# Longer than a publish may take (EventPublisher gives up after 10 s), so a
+# claim is only taken over when its holder has surely crashed or failed.
+DEFAULT_CLAIM_TIMEOUT_S = 60.0
+# Start-up waits this long for MongoDB to create the indexes, then fails (and
+# the orchestrator restarts the process); once running, outages are waited out.
+INDEX_WAIT_S = 60.0
+
+
+class PersistenceService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        completion_grace_s: float = DEFAULT_COMPLETION_GRACE_S,
+        claim_timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
+        on_stored: StoredHook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._completion_grace_s = completion_grace_s
+        self._claim_timeout_s = claim_timeout_s
+        self._on_stored = on_stored
+        self._stopping = asyncio.Event()
+        self._mongo: AsyncMongoClient[Document] | None = None
+        self._connection: AbstractRobustConnection | None = None
+        self._declared: DeclaredTopology | None = None
+        self._consumer: EventConsumer | None = None
+        self._rpc: RpcServer[AgentSave] | None = None
+        self._completions: CallCompletionPublisher | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self._settings
+        self._mongo = create_mongo_client(settings, "persistence")
+        database = callbot_database(self._mongo, settings)
+        calls = MongoCallStore(database[CALLS])
+        agents = MongoAgentStore(database[AGENTS])
+        await _create_indexes(calls)
+
+        self._connection = await connect(settings, f"persistence-{os.getpid()}")
+        topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
+        consume_channel = await self._connection.channel()
+        await consume_channel.set_qos(prefetch_count=settings.rabbitmq_prefetch)
+        self._declared = await declare_topology(consume_channel, topology)
+        publish_channel = await self._connection.channel(publisher_confirms=True)
+        publisher = EventPublisher(
+            await publish_channel.get_exchange(topology.events_exchange), app_id="persistence"
+        )
+
+        completions = CallCompletionPublisher(
+            calls,
+            publisher,
+            grace_s=self._completion_grace_s,
+            claim_timeout_s=self._claim_timeout_s,
+        )
+        self._completions = completions
+        self._consumer = EventConsumer(
+            self._declared.queues[topology.persistence_queue.name],
+            partial(
+                store_call_event,
+                calls=calls,
+                completions=completions,
+                events=publisher,
+                durably=RetryWhileUnreachable(self._stopping),
+                on_stored=self._on_stored,
+            ),
+        )
+
+        async def serve_agent_save(request: AgentSave, _deadline: Deadline) -> AgentSaved:
+            return await save_agent(request, agents=agents, events=publisher)
+
+        rpc_channel = await self._connection.channel()
+        await rpc_channel.set_qos(prefetch_count=settings.rabbitmq_prefetch)
+        rpc_queue = await rpc_channel.get_queue(topology.persistence_rpc_queue)
+        self._rpc = RpcServer(rpc_channel, rpc_queue, PERSISTENCE_REQUEST_ADAPTER, serve_agent_save)
+
+        await self._consumer.start()
+        await self._rpc.start()
+        self._sweeper = asyncio.create_task(
+            completions.run_sweeper(settings.completed_sweep_interval_s), name="completed-sweeper"
+        )
+        log.info(
+            "persistence consuming",
+            extra={
+                "queue": topology.persistence_queue.name,
+                "rpc_queue": topology.persistence_rpc_queue,
+                "prefetch": settings.rabbitmq_prefetch,
+            },
+        )
+
+    async def stop(self) -> None:
+        # First, so handlers waiting for MongoDB give up and requeue their message.
+        self._stopping.set()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._rpc is not None:
+            await self._rpc.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._completions is not None:
+            await self._completions.close()
+        if self._connection is not None:
+            await self._connection.close()
+        if self._mongo is not None:
+            await self._mongo.close()
+
+
+async def _create_indexes(calls: MongoCallStore) -> None:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(STORE_UNREACHABLE),
+        stop=stop_after_delay(INDEX_WAIT_S),
+        wait=wait_exponential(multiplier=0.2, max=3.0),
+        reraise=True,
+    ):
+        with attempt:
+            await calls.ensure_indexes()

@@ -1,0 +1,147 @@
+"""Scripted calls: the events one call produces, with times MongoDB can store
+exactly (milliseconds), for the unit, contract and integration tests."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from callbot.common.calls import EndedBy, Recording, Role, Turn
+from callbot.common.contracts import (
+    CallAnswered,
+    CallCreated,
+    CallEnding,
+    CallEvent,
+    CallRecordingUpdated,
+    CallStatusChanged,
+    CallTurnRecorded,
+)
+
+START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+CONVERSATION: tuple[tuple[Role, str, dict[str, Any]], ...] = (
+    ("assistant", "Hi Ada, this is Acme. Do you have a minute?", {}),
+    ("user", "Sure, my name is Ada Lovelace.", {"name": "Ada Lovelace"}),
+    ("assistant", "Thanks Ada. What email should we use?", {"name": "Ada Lovelace"}),
+    ("user", "ada@example.com", {"name": "Ada Lovelace", "email": "ada@example.com"}),
+    (
+        "assistant",
+        "Perfect, I have everything. Goodbye!",
+        {"name": "Ada Lovelace", "email": "ada@example.com"},
+    ),
+)
+CALL_DURATION_S = 42
+
+
+@dataclass
+class CallScript:
+    """Builds the events of one call; `at(s)` is `s` seconds after the call began."""
+
+    call_id: str = field(default_factory=lambda: f"call-{uuid.uuid4().hex[:12]}")
+    call_sid: str = field(default_factory=lambda: f"CA{uuid.uuid4().hex}")
+    start: datetime = START
+
+    def at(self, seconds: float) -> datetime:
+        return self.start + timedelta(milliseconds=round(seconds * 1000))
+
+    def created(self) -> CallCreated:
+        return CallCreated(
+            call_id=self.call_id,
+            occurred_at=self.at(0),
+            call_sid=self.call_sid,
+            agent_id="demo",
+            agent_version=3,
+            to="+15550001111",
+            from_="+15550002222",
+            recipient={"name": "Ada"},
+            variables={"campaign": "spring"},
+        )
+
+    def status(
+        self,
+        status: str,
+        seq: int | None,
+        at: float,
+        *,
+        duration: int | None = None,
+        answered_by: str | None = None,
+    ) -> CallStatusChanged:
+        return CallStatusChanged(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            call_sid=self.call_sid,
+            status=status,
+            sequence_number=seq,
+            call_duration=duration,
+            answered_by=answered_by,
+        )
+
+    def answered(self, answered_by: str | None = "human", at: float = 5) -> CallAnswered:
+        return CallAnswered(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            call_sid=self.call_sid,
+            answered_by=answered_by,
+        )
+
+    def turn(self, seq: int, *, at: float | None = None) -> CallTurnRecorded:
+        role, content, data = CONVERSATION[seq]
+        when = self.at(at if at is not None else 6 + 5 * seq)
+        return CallTurnRecorded(
+            call_id=self.call_id,
+            occurred_at=when,
+            turn=Turn(seq=seq, role=role, content=content, at=when),
+            data_collected=data,
+            data_complete=seq == len(CONVERSATION) - 1,
+        )
+
+    def turns(self) -> list[CallTurnRecorded]:
+        return [self.turn(seq) for seq in range(len(CONVERSATION))]
+
+    def ending(self, ended_by: EndedBy = "system_complete", at: float = 30) -> CallEnding:
+        return CallEnding(
+            call_id=self.call_id, occurred_at=self.at(at), ended_by=ended_by, reason="all data"
+        )
+
+    def recording(self, status: str, at: float = 50) -> CallRecordingUpdated:
+        return CallRecordingUpdated(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            call_sid=self.call_sid,
+            recording=Recording(
+                sid="RE1", url="https://api.twilio.test/RE1", duration_s=40, status=status
+            ),
+        )
+
+    def whole_call(self) -> list[CallEvent]:
+        """A conversation that dialog ends once it has the data, in natural order."""
+        return [
+            self.created(),
+            self.status("initiated", 0, 1),
+            self.status("ringing", 1, 2),
+            self.answered(),
+            self.status("in-progress", 2, 5),
+            *self.turns(),
+            self.ending(),
+            self.status("completed", 3, 31, duration=CALL_DURATION_S),
+            self.recording("in-progress", at=31),
+            self.recording("completed", at=32),
+        ]
+
+    @staticmethod
+    def shuffled_with_duplicates(events: list[CallEvent], seed: int) -> list[CallEvent]:
+        """The same events in another order, a third of them delivered twice."""
+        rng = random.Random(seed)
+        delivered = events + rng.sample(events, len(events) // 3)
+        rng.shuffle(delivered)
+        return delivered
+
+
+@pytest.fixture
+def script() -> CallScript:
+    return CallScript()

@@ -1,0 +1,284 @@
+"""One contract for every store: the in-memory fake and MongoDB must give the
+documents the projection specifies, for any delivery order, with duplicates,
+and handle the `call.completed` claim the same way."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from callbot.common.agents import Agent
+from callbot.common.calls import CallDocument
+from callbot.common.contracts import CallEvent, utcnow
+from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.persistence.domain.completion import recording_missed_completion
+from callbot.persistence.domain.projection import project
+from callbot.persistence.store import (
+    AgentStore,
+    CallStore,
+    InMemoryAgentStore,
+    InMemoryCallStore,
+    MongoAgentStore,
+    MongoCallStore,
+)
+
+if TYPE_CHECKING:
+    from conftest import CallScript
+
+
+def _content(call: CallDocument | None) -> CallDocument:
+    """The document without the store's own timestamp."""
+    assert call is not None, "the call document was not written"
+    return call.model_copy(update={"updated_at": None})
+
+
+async def _apply_all(store: CallStore, events: list[CallEvent]) -> None:
+    for event in events:
+        await store.apply(event)
+
+
+async def _finalized(store: CallStore, script: CallScript) -> None:
+    await _apply_all(store, [script.created(), script.status("completed", 3, 31, duration=42)])
+
+
+class CallStoreContract:
+    @pytest.fixture
+    def store(self) -> CallStore:
+        raise NotImplementedError("each store's test class provides it")
+
+    async def test_a_whole_call_in_order_gives_the_projected_document(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = script.whole_call()
+        await _apply_all(store, events)
+        stored = await store.get(script.call_id)
+        assert _content(stored) == project(events, script.call_id)
+        assert stored is not None
+        assert stored.updated_at is not None
+
+    @pytest.mark.parametrize("seed", range(6))
+    async def test_shuffled_and_duplicated_events_give_the_same_document(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        events = script.whole_call()
+        await _apply_all(store, script.shuffled_with_duplicates(events, seed))
+        assert _content(await store.get(script.call_id)) == project(events, script.call_id)
+
+    async def test_concurrent_delivery_gives_the_same_document(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = script.whole_call()
+        delivered = script.shuffled_with_duplicates(events, seed=7)
+        await asyncio.gather(*(store.apply(event) for event in delivered))
+        assert _content(await store.get(script.call_id)) == project(events, script.call_id)
+
+    async def test_a_redelivered_turn_changes_nothing(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(store, [script.created(), *script.turns()])
+        before = _content(await store.get(script.call_id))
+        await store.apply(script.turn(2))
+        assert _content(await store.get(script.call_id)) == before
+
+    async def test_status_callbacks_out_of_order_end_terminal_with_the_duration(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(
+            store,
+            [
+                script.status("completed", 3, 31, duration=42),
+                script.status("in-progress", 2, 5),
+                script.status("ringing", 1, 2),
+                script.created(),
+            ],
+        )
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert (call.status, call.status_seq, call.duration_s) == ("completed", 3, 42)
+        assert (call.ended_at, call.ended_by) == (script.at(31), "callee_hangup")
+
+    async def test_calls_known_only_by_their_turns_coexist(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # The unique call_sid index is sparse: documents without a SID yet must not collide.
+        other = type(script)()
+        await store.apply(script.turn(0))
+        await store.apply(other.turn(0))
+        assert await store.get(script.call_id) is not None
+        assert await store.get(other.call_id) is not None
+
+    async def test_completion_is_claimed_once(self, store: CallStore, script: CallScript) -> None:
+        await _finalized(store, script)
+        now = utcnow()
+        stale_before = now - timedelta(minutes=1)
+        claimed = await store.claim_completion(script.call_id, now=now, stale_before=stale_before)
+        assert claimed is not None
+        assert claimed.completed_claimed_at is not None
+        assert claimed.ended_by == "callee_hangup"
+        again = await store.claim_completion(script.call_id, now=now, stale_before=stale_before)
+        assert again is None
+
+    async def test_a_stale_claim_is_taken_over_until_publication_is_marked(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _finalized(store, script)
+        first = utcnow()
+        await store.claim_completion(script.call_id, now=first, stale_before=first)
+        later = first + timedelta(minutes=5)
+        retaken = await store.claim_completion(
+            script.call_id, now=later, stale_before=later - timedelta(minutes=1)
+        )
+        assert retaken is not None
+        await store.mark_completion_published(script.call_id, now=later)
+        much_later = later + timedelta(hours=1)
+        assert (
+            await store.claim_completion(script.call_id, now=much_later, stale_before=much_later)
+            is None
+        )
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.completed_published_at is not None
+
+    async def test_a_call_in_progress_cannot_be_claimed(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(store, [script.created(), script.status("in-progress", 2, 5)])
+        now = utcnow()
+        assert await store.claim_completion(script.call_id, now=now, stale_before=now) is None
+
+    async def test_completions_due_are_finalized_quiet_and_unclaimed(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        claimed, in_progress = type(script)(), type(script)()
+        await _finalized(store, script)
+        await _finalized(store, claimed)
+        await _apply_all(store, [in_progress.created(), in_progress.status("ringing", 1, 2)])
+        now = utcnow()
+        await store.claim_completion(claimed.call_id, now=now, stale_before=now)
+        future = now + timedelta(seconds=5)
+
+        due = await store.completions_due(quiet_since=future, stale_before=now, limit=10)
+        assert due == [script.call_id]
+        assert (
+            await store.completions_due(
+                quiet_since=now - timedelta(hours=1), stale_before=now, limit=10
+            )
+            == []
+        )
+        # Once the claim is stale, the claimed call is due again.
+        stale = await store.completions_due(quiet_since=future, stale_before=future, limit=10)
+        assert sorted(stale) == sorted([script.call_id, claimed.call_id])
+
+    async def test_after_the_claim_ending_is_frozen_but_turns_and_recordings_land(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _finalized(store, script)
+        now = utcnow()
+        await store.claim_completion(script.call_id, now=now, stale_before=now)
+        await _apply_all(
+            store, [script.ending("user_goodbye"), script.turn(0), script.recording("completed")]
+        )
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.ended_by == "callee_hangup"
+        assert [turn.seq for turn in call.turns] == [0]
+        assert recording_missed_completion(call)
+
+    async def test_a_late_ending_corrects_the_hangup_guess_before_the_claim(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _finalized(store, script)
+        await store.apply(script.ending("user_goodbye"))
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert (call.ended_by, call.ending_reason) == ("user_goodbye", "all data")
+
+    async def test_a_late_machine_answer_makes_it_voicemail(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _finalized(store, script)
+        await store.apply(script.answered("machine_end_beep"))
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.ended_by == "voicemail"
+
+    async def test_an_unknown_status_is_rejected_and_nothing_written(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        with pytest.raises(ValueError, match="unknown call status"):
+            await store.apply(script.status("ringing-ish", 1, 1))
+        assert await store.get(script.call_id) is None
+
+
+class TestInMemoryCallStore(CallStoreContract):
+    @pytest.fixture
+    def store(self) -> CallStore:
+        return InMemoryCallStore()
+
+
+@pytest.mark.mongo
+class TestMongoCallStore(CallStoreContract):
+    @pytest.fixture
+    async def store(self, mongo_db: AsyncDatabase[Document]) -> CallStore:
+        store = MongoCallStore(mongo_db[CALLS])
+        await store.ensure_indexes()
+        await store.ensure_indexes()  # idempotent: every start-up runs it
+        return store
+
+    async def test_indexes_of_the_design_exist(
+        self, store: CallStore, mongo_db: AsyncDatabase[Document]
+    ) -> None:
+        indexes = await mongo_db[CALLS].index_information()
+        keys = {tuple(spec["key"]): spec for spec in indexes.values()}
+        sid = keys[(("call_sid", 1),)]
+        assert sid.get("unique")
+        assert sid.get("sparse")
+        assert (("agent_id", 1), ("to", 1), ("created_at", -1)) in keys
+        assert (("agent_id", 1), ("created_at", -1)) in keys
+        assert (("status", 1), ("updated_at", 1)) in keys
+
+
+AGENT = Agent(agent_id="support", name="Support", greeting="Hi {recipient.name}", prompt="Help.")
+
+
+class AgentStoreContract:
+    @pytest.fixture
+    def agents(self) -> AgentStore:
+        raise NotImplementedError("each store's test class provides it")
+
+    async def test_saving_bumps_the_version(self, agents: AgentStore) -> None:
+        now = utcnow()
+        assert await agents.save(AGENT, now=now) == 1
+        changed = AGENT.model_copy(update={"greeting": "Hello {recipient.name}"})
+        assert await agents.save(changed, now=now + timedelta(seconds=1)) == 2
+
+
+class TestInMemoryAgentStore(AgentStoreContract):
+    @pytest.fixture
+    def agents(self) -> AgentStore:
+        return InMemoryAgentStore()
+
+
+@pytest.mark.mongo
+class TestMongoAgentStore(AgentStoreContract):
+    @pytest.fixture
+    def agents(self, mongo_db: AsyncDatabase[Document]) -> AgentStore:
+        return MongoAgentStore(mongo_db[AGENTS])
+
+    async def test_the_document_keeps_created_at_and_reads_back_as_the_agent(
+        self, agents: AgentStore, mongo_db: AsyncDatabase[Document]
+    ) -> None:
+        first = utcnow().replace(microsecond=0)
+        await agents.save(AGENT, now=first)
+        await agents.save(AGENT, now=first + timedelta(seconds=5))
+        document = await mongo_db[AGENTS].find_one({"_id": "support"})
+        assert document is not None
+        assert document["created_at"] == first
+        assert document["updated_at"] == first + timedelta(seconds=5)
+        stored = Agent.model_validate(document)
+        assert stored.version == 2
+        assert stored.greeting == AGENT.greeting
