@@ -84,6 +84,17 @@ class CallStoreContract:
         await store.apply(script.turn(2))
         assert _content(await store.get(script.call_id)) == before
 
+    async def test_a_repeated_answer_keeps_the_first_answer_time(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # Twilio may send the answer webhook again: each one makes a call.answered.
+        answers = [script.answered(at=9), script.answered(at=5), script.answered(at=7)]
+        await _apply_all(store, [script.created(), *answers])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.answered_at == script.at(5)
+        assert _content(call) == project([script.created(), *answers], script.call_id)
+
     async def test_status_callbacks_out_of_order_end_terminal_with_the_duration(
         self, store: CallStore, script: CallScript
     ) -> None:

@@ -223,10 +223,12 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
 
 @mongo_updates.register
 def _answered(event: CallAnswered) -> list[ConditionalUpdate]:
-    answer: Document = {"call_sid": event.call_sid, "answered_at": event.occurred_at}
+    answer: Document = {"call_sid": event.call_sid}
     if event.answered_by is not None:
         answer["answered_by"] = event.answered_by
-    return [ConditionalUpdate({}, {"$set": answer}, upsert=True), _VOICEMAIL_WHEN_MACHINE]
+    # $min: the earliest answer counts (a repeated answer webhook makes a later event).
+    update = {"$set": answer, "$min": {"answered_at": event.occurred_at}}
+    return [ConditionalUpdate({}, update, upsert=True), _VOICEMAIL_WHEN_MACHINE]
 
 
 @mongo_updates.register

@@ -16,7 +16,9 @@ persistence through several publishers, retries and replicas:
   corrected by a later `call.ending` or machine `answered_by` until the
   publication of `call.completed` has been claimed, so the event and the
   document never disagree;
-- a finished recording is never replaced by an unfinished one.
+- a finished recording is never replaced by an unfinished one;
+- `answered_at` is the earliest answer (gateway publishes one per answer
+  webhook, and Twilio may repeat the webhook).
 
 `updated_at` and the publication bookkeeping (`completed_claimed_at`,
 `completed_published_at`) are the store's, not the events'.
@@ -107,7 +109,9 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
 
 @_apply.register
 def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
-    changes: dict[str, Any] = {"call_sid": event.call_sid, "answered_at": event.occurred_at}
+    # The first answer counts: a repeated answer webhook makes a later event.
+    answered_at = min(filter(None, (call.answered_at, event.occurred_at)))
+    changes: dict[str, Any] = {"call_sid": event.call_sid, "answered_at": answered_at}
     if event.answered_by is not None:
         changes["answered_by"] = event.answered_by
     return settle_ended_by(_changed(call, **changes))
