@@ -168,6 +168,11 @@ class Caller:
     async def turn(self, call_id: str, seq: int, speech: str) -> DialogReply:
         return await self._call(DialogTurn(call_id=call_id, seq=seq, speech=speech))
 
+    async def turn_response(self, call_id: str, seq: int, speech: str) -> DialogReply | RpcFailure:
+        """dialog's answer to a turn as it comes, a failure included."""
+        request = DialogTurn(call_id=call_id, seq=seq, speech=speech)
+        return await self._client.call(self._queue, request, DIALOG_RESPONSE_ADAPTER, timeout_s=4)
+
     async def _call(self, request: DialogStart | DialogTurn) -> DialogReply:
         reply = await self._client.call(self._queue, request, DIALOG_RESPONSE_ADAPTER, timeout_s=4)
         if isinstance(reply, RpcFailure):

@@ -12,7 +12,7 @@ from dialog_doubles import make_agent
 from dialog_harness import Caller, CountingStore, TurnWriter, seed_agent, seed_call, wait_until
 from pymongo.asynchronous.database import AsyncDatabase
 
-from callbot.common.contracts import CallEnding, CallTurnRecorded, utcnow
+from callbot.common.contracts import CallEnding, CallTurnRecorded, RpcFailure, utcnow
 from callbot.common.messaging import RpcClient, Topology
 from callbot.common.mongo import CALLS, Document
 from callbot.common.settings import Settings
@@ -148,6 +148,15 @@ async def test_llm_slower_than_the_budget_gives_the_fallback_line(running: Runni
         if isinstance(e, CallTurnRecorded) and e.turn.role == "user"
     ]
     assert user_turns == ["my name is Ada"]
+
+
+async def test_a_turn_for_a_call_nobody_knows_is_answered_not_found(running: Running) -> None:
+    reply = await running.caller.turn_response("nobody-knows-this-call", 3, "Hello?")
+
+    assert isinstance(reply, RpcFailure)
+    assert reply.code == "not_found"
+    assert "nobody-knows-this-call" in reply.message
+    assert running.writer.events == []
 
 
 async def test_agent_cache_hit_on_the_second_call(running: Running) -> None:

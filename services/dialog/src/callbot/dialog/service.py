@@ -21,6 +21,7 @@ from callbot.common.contracts import (
     DialogReply,
     DialogStart,
     DialogTurn,
+    RpcFailure,
 )
 from callbot.common.messaging import (
     Deadline,
@@ -44,7 +45,7 @@ from callbot.dialog.handlers import (
     handle_request,
 )
 from callbot.dialog.llm import OpenAIConversation
-from callbot.dialog.sessions import SessionRegistry
+from callbot.dialog.sessions import CallNotFound, SessionRegistry
 from callbot.dialog.store import DialogStore, MongoDialogStore
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,19 @@ class DialogService:
         async def on_event(event: AnyEvent) -> None:
             await handle_event(event, ports)
 
-        async def on_request(request: DialogStart | DialogTurn, deadline: Deadline) -> DialogReply:
-            return await handle_request(request, deadline, ports)
+        async def on_request(
+            request: DialogStart | DialogTurn, deadline: Deadline
+        ) -> DialogReply | RpcFailure:
+            try:
+                return await handle_request(request, deadline, ports)
+            except CallNotFound as exc:
+                # A caller's mistake (or a call persistence has not stored yet),
+                # not dialog's: say so without a traceback; gateway falls back.
+                log.warning(
+                    "unknown call: no session and no call document; answering not_found",
+                    extra={"method": request.type, "error": str(exc)},
+                )
+                return RpcFailure(code="not_found", message=str(exc))
 
         self._consumer = EventConsumer(self._events_queue, on_event)
         await self._consumer.start()
