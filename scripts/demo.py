@@ -46,6 +46,8 @@ def main() -> int:
                 log_dir=log_dir,
             )
         )
+        # Runs last: the namespace is the demo's own, so nothing is left on the broker.
+        cleanup.callback(_delete_topology, stack)
         cleanup.callback(stack.stop)
         stack.start()
         print(
@@ -60,6 +62,13 @@ def main() -> int:
         )
         print_call(document)
         return 0 if document.get("status") == "completed" else 1
+
+
+def _delete_topology(stack: CallbotStack) -> None:
+    try:
+        stack.delete_topology()
+    except Exception as exc:  # the demo's own outcome matters more than its clean-up
+        print(f"could not delete the demo's queues ({stack.config.namespace}.*): {exc!r}")
 
 
 if __name__ == "__main__":

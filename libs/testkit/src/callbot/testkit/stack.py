@@ -6,13 +6,14 @@ Used by the end-to-end tests and by `make demo`.
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-import time
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
+
+from callbot.common.messaging import Topology, delete_topology
+from callbot.emulator.process import EmulatorProcess, start_emulator_process
 from callbot.testkit.processes import ServiceProcess, free_port
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -33,51 +34,23 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-class EmulatorProcess:
-    """`python -m callbot.emulator` on a free port; prints its URL when ready."""
-
-    def __init__(self, log_dir: Path, scenarios_dir: Path | None) -> None:
-        self._log_path = log_dir / "emulator.log"
-        self._scenarios_dir = scenarios_dir
-        self._process: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        args = [
-            sys.executable, "-m", "callbot.emulator",
-            "--host", "127.0.0.1", "--port", str(free_port()),
-            "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN,
-        ]  # fmt: skip
-        if self._scenarios_dir is not None:
-            args += ["--scenarios", str(self._scenarios_dir)]
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if match := re.search(r"listening on (http://\S+)", self._log_path.read_text()):
-                self.base_url = match.group(1)
-                return
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"the Twilio emulator did not start; see {self._log_path}")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(10)
-
-
 class CallbotStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        self.emulator = EmulatorProcess(config.log_dir, config.scenarios_dir)
+        self._emulator: EmulatorProcess | None = None
         self.gateway_port = free_port()
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.gateway: ServiceProcess | None = None
         self.dialog: ServiceProcess | None = None
         self.persistence: ServiceProcess | None = None
+
+    @property
+    def emulator(self) -> EmulatorProcess:
+        """The running Twilio emulator (`base_url`, `control`, `output()`)."""
+        if self._emulator is None:
+            raise RuntimeError("the stack is not started: call start() first")
+        return self._emulator
 
     def _env(self) -> dict[str, str]:
         config = self.config
@@ -112,7 +85,13 @@ class CallbotStack:
 
     def start(self) -> None:
         log_dir = self.config.log_dir
-        self.emulator.start()
+        self._emulator = start_emulator_process(
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            scenarios_dir=self.config.scenarios_dir,
+            log_path=log_dir / "emulator.log",
+            ready_timeout_s=30.0,
+        )
         self.persistence = ServiceProcess(
             "persistence", "callbot.persistence", self._env(), log_dir
         )
@@ -131,4 +110,16 @@ class CallbotStack:
         for service in (self.gateway, self.dialog, self.persistence):
             if service is not None:
                 service.stop()
-        self.emulator.stop()
+        if self._emulator is not None:
+            self._emulator.stop()
+
+    def delete_topology(self) -> None:
+        """Remove the namespace's exchanges and queues from the broker (after `stop`):
+        they are durable, and every stack uses a namespace of its own."""
+
+        async def delete() -> None:
+            connection = await aio_pika.connect(self.config.rabbitmq_url)
+            async with connection:
+                await delete_topology(await connection.channel(), Topology(self.config.namespace))
+
+        asyncio.run(delete())
