@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -33,6 +36,7 @@ from callbot.common.messaging import (
     Topology,
     connect,
 )
+from callbot.common.messaging.replay import replay_dead_letters
 from callbot.common.settings import Settings
 from callbot.testkit.rabbit import close_connections
 
@@ -297,3 +301,166 @@ async def test_dropped_connections_recover_and_nothing_acknowledged_is_lost(
     await consumer.stop()
     await server.stop()
     await connection.close()
+
+
+async def _dead_letter_count(connection: AbstractRobustConnection, topology: Topology) -> int:
+    channel = await connection.channel()
+    queue = await channel.declare_queue(topology.dead_letter_queue, passive=True)
+    await channel.close()
+    return queue.declaration_result.message_count or 0
+
+
+async def test_the_last_failed_delivery_is_dead_lettered_and_logged_with_its_reason(
+    amqp_connection: AbstractRobustConnection,
+    topology: Topology,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = await _publisher(amqp_connection, topology)
+    attempts: list[str] = []
+
+    async def handle(event: AnyEvent) -> None:
+        attempts.append(event.call_id)  # type: ignore[union-attr]
+        if event.call_id == "bad":  # type: ignore[union-attr]
+            raise RuntimeError("cannot store this one")
+
+    consumer = EventConsumer(
+        await _persistence_queue(amqp_connection, topology),
+        handle,
+        delivery_limit=topology.delivery_limit,
+    )
+    await consumer.start()
+    await publisher.publish(CallEnding(call_id="bad", ended_by="error"))
+    await publisher.publish(CallEnding(call_id="good", ended_by="user_goodbye"))
+    await _wait_for(lambda: attempts.count("bad") == topology.delivery_limit + 1)
+    await _wait_for(lambda: "good" in attempts)
+    await consumer.stop()
+    dead = [decode_event(body) for body in await _dead_letters(amqp_connection, topology)]
+    assert [event.call_id for event in dead] == ["bad"]  # type: ignore[union-attr]
+    last = [r for r in caplog.records if r.getMessage().startswith("handler failed on the last")]
+    assert len(last) == 1
+    assert last[0].reason == "RuntimeError: cannot store this one"  # type: ignore[attr-defined]
+    assert last[0].deliveries == topology.delivery_limit + 1  # type: ignore[attr-defined]
+
+
+async def test_a_poison_rpc_request_is_answered_and_a_copy_dead_lettered(
+    amqp_connection: AbstractRobustConnection, topology: Topology
+) -> None:
+    async def handle(request: DialogRequest, deadline: Deadline) -> DialogReply:
+        return DialogReply(call_id=request.call_id, say="Hello!", action="gather", next_seq=1)
+
+    channel = await amqp_connection.channel()
+    queue = await channel.get_queue(topology.dialog_rpc_queue)
+    dead_letters = await channel.get_exchange(topology.dead_letter_exchange)
+    server = RpcServer(channel, queue, DIALOG_REQUEST_ADAPTER, handle, dead_letters=dead_letters)
+    await server.start()
+    await channel.default_exchange.publish(
+        aio_pika.Message(b'{"type": "dialog.turn"}', message_id="poison-1", type="dialog.turn"),
+        routing_key=topology.dialog_rpc_queue,
+    )
+    client = await _rpc_client(amqp_connection)
+    request = DialogTurn(call_id="c1", seq=1, speech="after the poison")
+    reply = await client.call(
+        topology.dialog_rpc_queue, request, DIALOG_RESPONSE_ADAPTER, timeout_s=5
+    )
+    await server.stop()
+    assert isinstance(reply, DialogReply)
+    dlq = await channel.get_queue(topology.dead_letter_queue)
+    deadline = time.monotonic() + 5
+    while (dead := await dlq.get(no_ack=True, fail=False)) is None:
+        assert time.monotonic() < deadline, "the poison request's copy never reached the DLQ"
+        await asyncio.sleep(0.02)
+    assert dead.body == b'{"type": "dialog.turn"}'
+    assert dead.message_id == "poison-1"
+    assert (dead.headers or {})["x-callbot-dead-letter-queue"] == topology.dialog_rpc_queue
+    assert "call_id" in str((dead.headers or {})["x-callbot-dead-letter-reason"])
+
+
+async def test_replay_sends_dead_letters_back_to_the_queue_they_died_in(
+    amqp_connection: AbstractRobustConnection, topology: Topology, settings: Settings
+) -> None:
+    publisher = await _publisher(amqp_connection, topology)
+    broken = True
+    stored: list[str] = []
+
+    async def handle(event: AnyEvent) -> None:
+        if broken:
+            raise RuntimeError("MongoDB refuses the write")
+        stored.append(event.call_id)  # type: ignore[union-attr]
+
+    consumer = EventConsumer(
+        await _persistence_queue(amqp_connection, topology),
+        handle,
+        delivery_limit=topology.delivery_limit,
+    )
+    await consumer.start()
+    await publisher.publish(CallEnding(call_id="c-replayed", ended_by="user_goodbye"))
+    # And one from a queue that is gone (a dialog replica's own queue, say).
+    channel = await amqp_connection.channel()
+    dlx = await channel.get_exchange(topology.dead_letter_exchange)
+    await dlx.publish(
+        aio_pika.Message(
+            b"{}", headers={"x-callbot-dead-letter-queue": f"{topology.namespace}.gone"}
+        ),
+        routing_key="gone",
+    )
+    deadline = time.monotonic() + 15
+    while await _dead_letter_count(amqp_connection, topology) < 2:
+        assert time.monotonic() < deadline, "the failing event never reached the DLQ"
+        await asyncio.sleep(0.05)
+
+    listed: list[str] = []
+    dry = await replay_dead_letters(settings, dry_run=True, report=listed.append)
+    assert len(dry.listed) == 2
+    assert await _dead_letter_count(amqp_connection, topology) == 2
+
+    broken = False
+    lines: list[str] = []
+    outcome = await replay_dead_letters(settings, report=lines.append)
+    await _wait_for(lambda: stored == ["c-replayed"])
+    await consumer.stop()
+    assert [letter.call_id for letter in outcome.replayed] == ["c-replayed"]
+    assert outcome.replayed[0].queue == topology.persistence_queue.name
+    assert [why for _, why in outcome.kept] == [
+        f"queue '{topology.namespace}.gone' does not exist any more"
+    ]
+    assert not outcome.complete
+    assert await _dead_letter_count(amqp_connection, topology) == 1
+
+
+async def test_the_replay_command_lists_and_replays(
+    amqp_connection: AbstractRobustConnection, topology: Topology, settings: Settings
+) -> None:
+    channel = await amqp_connection.channel()
+    dlx = await channel.get_exchange(topology.dead_letter_exchange)
+    await dlx.publish(
+        aio_pika.Message(
+            b'{"type": "agent.save"}',
+            message_id="m-1",
+            headers={"x-callbot-dead-letter-queue": topology.persistence_rpc_queue},
+        ),
+        routing_key=topology.persistence_rpc_queue,
+    )
+    env = {
+        **os.environ,
+        "RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+        "RABBITMQ_NAMESPACE": topology.namespace,
+    }
+    command = [sys.executable, "-m", "callbot.common.messaging.replay"]
+
+    def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *arguments], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    listed = await asyncio.to_thread(run, "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    assert f"queue={topology.persistence_rpc_queue}" in listed.stdout
+    assert "message_id=m-1" in listed.stdout
+    replayed = await asyncio.to_thread(run)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.splitlines()[-1].startswith("1 replayed, 0 kept")
+    rpc_queue = await channel.declare_queue(topology.persistence_rpc_queue, passive=True)
+    assert rpc_queue.declaration_result.message_count == 1
+    wrong = await asyncio.to_thread(run, "--namespace", "no-such-namespace")
+    assert wrong.returncode == 2
+    assert "no queue 'no-such-namespace.dead-letters'" in wrong.stderr

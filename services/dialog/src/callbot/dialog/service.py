@@ -95,7 +95,10 @@ class DialogService:
         )
 
         self._events_queue = await rpc_channel.declare_queue(
-            f"{topology.namespace}.dialog.events.{self._instance}", exclusive=True, auto_delete=True
+            f"{topology.namespace}.dialog.events.{self._instance}",
+            exclusive=True,
+            auto_delete=True,
+            arguments=topology.dead_letter_arguments(),  # poison messages to the DLQ
         )
         for routing_key in DIALOG_EVENT_KEYS:
             await self._events_queue.bind(topology.events_exchange, routing_key=routing_key)
@@ -124,6 +127,7 @@ class DialogService:
             self._declared.queues[topology.dialog_rpc_queue],
             DIALOG_REQUEST_ADAPTER,
             on_request,
+            dead_letters=self._declared.dead_letters,
         )
         await self._rpc.start()
         log.info(

@@ -107,6 +107,7 @@ class PersistenceService:
                 durably=RetryWhileUnreachable(self._stopping),
                 on_stored=self._on_stored,
             ),
+            delivery_limit=topology.delivery_limit,
         )
 
         async def serve_agent_save(request: AgentSave, _deadline: Deadline) -> AgentSaved:
@@ -115,7 +116,13 @@ class PersistenceService:
         rpc_channel = await self._connection.channel()
         await rpc_channel.set_qos(prefetch_count=settings.rabbitmq_prefetch)
         rpc_queue = await rpc_channel.get_queue(topology.persistence_rpc_queue)
-        self._rpc = RpcServer(rpc_channel, rpc_queue, PERSISTENCE_REQUEST_ADAPTER, serve_agent_save)
+        self._rpc = RpcServer(
+            rpc_channel,
+            rpc_queue,
+            PERSISTENCE_REQUEST_ADAPTER,
+            serve_agent_save,
+            dead_letters=self._declared.dead_letters,
+        )
 
         await self._consumer.start()
         await self._rpc.start()

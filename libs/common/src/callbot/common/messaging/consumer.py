@@ -4,7 +4,9 @@
   and dead-lettered: retrying cannot fix it.
 - A handler that raises gets its message requeued; the quorum queue's
   delivery limit dead-letters it after the last attempt, so one bad message
-  never blocks the queue. Handlers that expect long outages (persistence and
+  never blocks the queue. Given that `delivery_limit`, the consumer rejects
+  the last attempt itself, so the log says when and why a message went to the
+  dead-letter queue. Handlers that expect long outages (persistence and
   MongoDB) retry inside themselves instead of raising.
 """
 
@@ -27,9 +29,12 @@ EventHandler = Callable[[AnyEvent], Awaitable[None]]
 
 
 class EventConsumer:
-    def __init__(self, queue: AbstractQueue, handler: EventHandler) -> None:
+    def __init__(
+        self, queue: AbstractQueue, handler: EventHandler, *, delivery_limit: int | None = None
+    ) -> None:
         self._queue = queue
         self._handler = handler
+        self._delivery_limit = delivery_limit
         self._consumer_tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -72,8 +77,22 @@ class EventConsumer:
                 return
             try:
                 await self._handler(event)
-            except Exception:
+            except Exception as exc:
+                # The quorum queue's count of earlier deliveries; past the limit it dead-letters.
                 deliveries = (message.headers or {}).get("x-delivery-count", 0)
+                previous = deliveries if isinstance(deliveries, int) else 0
+                if self._delivery_limit is not None and previous >= self._delivery_limit:
+                    log.exception(
+                        "handler failed on the last delivery allowed; message dead-lettered",
+                        extra={
+                            "event_type": event.type,
+                            "reason": f"{type(exc).__name__}: {exc}",
+                            "deliveries": previous + 1,
+                        },
+                    )
+                    await message.reject(requeue=False)
+                    MESSAGES_CONSUMED.labels(queue, "dead_lettered").inc()
+                    return
                 log.exception(
                     "handler failed; message requeued (dead-lettered after the delivery limit)",
                     extra={"event_type": event.type, "previous_deliveries": deliveries},

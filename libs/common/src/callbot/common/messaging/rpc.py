@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from pydantic import TypeAdapter, ValidationError
 
 from callbot.common.contracts import Message, RpcFailure, new_id
 from callbot.common.logs import log_context
 from callbot.common.messaging.publisher import TRANSIENT_PUBLISH_ERRORS
+from callbot.common.messaging.topology import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER
 from callbot.common.metrics import RPC_SECONDS, RPC_SERVED
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,11 @@ class RpcServer(Generic[Req]):
 
     A handler error becomes an `RpcFailure` reply (the caller learns at once
     rather than at its deadline); requests are acked, never redelivered in a
-    loop, because the caller has its own fallback."""
+    loop, because the caller has its own fallback. A request that is not a
+    valid request (a poison message) is answered `bad_request` and a copy goes
+    to `dead_letters` (the dead-letter exchange), naming this queue and why:
+    the queue itself has no dead-letter exchange, or every request that
+    expired unserved would land in the dead-letter queue too."""
 
     def __init__(
         self,
@@ -168,11 +173,14 @@ class RpcServer(Generic[Req]):
         queue: AbstractQueue,
         adapter: TypeAdapter[Req],
         handler: RpcHandler[Req],
+        *,
+        dead_letters: AbstractExchange | None = None,
     ) -> None:
         self._channel = channel
         self._queue = queue
         self._adapter = adapter
         self._handler = handler
+        self._dead_letters = dead_letters
         self._consumer_tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -211,6 +219,8 @@ class RpcServer(Generic[Req]):
             await message.ack()
             return
         reply, outcome = await self._handle(message, deadline)
+        if isinstance(reply, RpcFailure) and reply.code == "bad_request":
+            await self._dead_letter(message, reply.message)
         if message.reply_to:
             await self._channel.default_exchange.publish(
                 aio_pika.Message(
@@ -225,13 +235,44 @@ class RpcServer(Generic[Req]):
         await message.ack()
         RPC_SERVED.labels(method, outcome).inc()
 
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        if self._dead_letters is None:
+            return
+        headers = {
+            **(message.headers or {}),
+            DEAD_LETTER_QUEUE_HEADER: self._queue.name,
+            DEAD_LETTER_REASON_HEADER: reason[:1000],
+        }
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            message_id=message.message_id,
+            type=message.type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            await self._dead_letters.publish(copy, routing_key=self._queue.name)
+        except TRANSIENT_PUBLISH_ERRORS as exc:
+            log.warning(
+                "the poison request's copy was not dead-lettered", extra={"error": repr(exc)}
+            )
+
     async def _handle(
         self, message: AbstractIncomingMessage, deadline: Deadline
     ) -> tuple[Message, str]:
         try:
             request = self._adapter.validate_json(message.body)
         except ValidationError as exc:
-            log.error("RPC request rejected: not a valid request", extra={"reason": str(exc)})
+            log.error(
+                "poison RPC request: answered bad_request, a copy dead-lettered",
+                extra={
+                    "reason": _first_errors(exc),
+                    "method": message.type,
+                    "message_id": message.message_id,
+                    "queue": self._queue.name,
+                },
+            )
             return RpcFailure(code="bad_request", message=str(exc)), "bad_request"
         with log_context(call_id=getattr(request, "call_id", None)):
             try:
@@ -239,3 +280,10 @@ class RpcServer(Generic[Req]):
             except Exception as exc:
                 log.exception("RPC handler failed", extra={"method": message.type})
                 return RpcFailure(code="internal", message=f"{type(exc).__name__}: {exc}"), "error"
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, err['loc'])) or '<body>'}: {err['msg']}"
+        for err in exc.errors()[:limit]
+    )

@@ -25,6 +25,11 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
 )
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
 
+# On a message an RPC server dead-letters itself (the broker writes `x-death`
+# on those it dead-letters): the queue it came from, and why.
+DEAD_LETTER_QUEUE_HEADER = "x-callbot-dead-letter-queue"
+DEAD_LETTER_REASON_HEADER = "x-callbot-dead-letter-reason"
+
 
 @dataclass(frozen=True)
 class QueueSpec:
@@ -66,6 +71,11 @@ class Topology:
     @property
     def persistence_rpc_queue(self) -> str:
         return f"{self.namespace}.persistence.rpc"
+
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        """For a queue of a replica's own (not quorum, no delivery limit): a
+        rejected message still reaches the dead-letter queue."""
+        return {"x-dead-letter-exchange": self.dead_letter_exchange}
 
     def quorum_arguments(self) -> dict[str, Any]:
         return {
