@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
+from pydantic import SecretStr
 
 from callbot.common.contracts import (
     DIALOG_REQUEST_ADAPTER,
@@ -35,6 +36,7 @@ from callbot.common.messaging import (
     RpcTimeout,
     Topology,
     connect,
+    is_connected,
 )
 from callbot.common.messaging.replay import replay_dead_letters
 from callbot.common.settings import Settings
@@ -464,3 +466,35 @@ async def test_the_replay_command_lists_and_replays(
     wrong = await asyncio.to_thread(run, "--namespace", "no-such-namespace")
     assert wrong.returncode == 2
     assert "no queue 'no-such-namespace.dead-letters'" in wrong.stderr
+
+
+def _rabbitmqctl(*arguments: str, check: bool = True) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *arguments], check=check, capture_output=True, timeout=60)
+
+
+async def test_is_connected_is_false_while_the_broker_refuses_the_reconnect(
+    settings: Settings, namespace: str
+) -> None:
+    # The connection's vhost is deleted (its connections closed) and comes back later:
+    # the robust connection retries meanwhile, and is not connected all that time.
+    vhost = f"test-{namespace}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        url = settings.rabbitmq_url.get_secret_value().rstrip("/") + f"/{vhost}"
+        own = settings.model_copy(update={"rabbitmq_url": SecretStr(url)})
+        connection = await connect(own, f"test-{namespace}-vhost", wait_s=5)
+        assert is_connected(connection)
+        await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
+        await _wait_for(lambda: not is_connected(connection))
+        await asyncio.sleep(1.0)  # several reconnect attempts, all refused
+        assert not is_connected(connection)
+        await asyncio.to_thread(_rabbitmqctl, "add_vhost", vhost)
+        await asyncio.to_thread(
+            _rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"
+        )
+        await _wait_for(lambda: is_connected(connection), timeout_s=15)
+        await connection.close()
+        assert not is_connected(connection)
+    finally:
+        await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost, check=False)

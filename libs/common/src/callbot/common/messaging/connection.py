@@ -40,5 +40,8 @@ async def connect(
 
 
 def is_connected(connection: AbstractRobustConnection) -> bool:
-    """The connection is open now (not closed, not in the middle of reconnecting)."""
-    return not connection.is_closed
+    """The connection is open now (not closed, not in the middle of reconnecting).
+
+    A robust connection is never `is_closed` while it reconnects: its
+    `connected` event is what drops while the broker is away."""
+    return not connection.is_closed and connection.connected.is_set()
