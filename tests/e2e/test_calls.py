@@ -457,6 +457,7 @@ def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
     past = [m["content"] for m in messages if m["content"].startswith(PAST_CALLS_HEADER)]
     assert len(past) == 1, f"no earlier-calls message in {messages}"
     context = past[0]
+    assert context.count("Call on ") == 1  # the first call, not the one in progress
     assert "(ended: user_goodbye)" in context
     assert "data collected: full_name=Ada Lovelace" in context
     assert "user: Yes, this is Ada Lovelace." in context

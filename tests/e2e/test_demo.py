@@ -14,9 +14,11 @@ import os
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from e2e_harness import ROOT
+from pymongo import MongoClient
 
 pytestmark = pytest.mark.e2e
 
@@ -45,15 +47,24 @@ def test_demo_runs_a_whole_call_and_exits_0(
     if mongo == "test-mongodb":
         env["MONGODB_URL"] = mongodb_url
 
-    demo = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(mongodb_url, serverSelectionTimeoutMS=5000) as client:
+        databases_before = set(client.list_database_names())
+        try:
+            demo = subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "demo.py")],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+        finally:
+            # The demo keeps its call in MongoDB for whoever wants to look; the test does not.
+            for name in set(client.list_database_names()) - databases_before:
+                if name.startswith("callbot_demo"):
+                    client.drop_database(name)
 
     output = demo.stdout
     assert demo.returncode == 0, f"demo exited {demo.returncode}\n{output}\n{demo.stderr}"
