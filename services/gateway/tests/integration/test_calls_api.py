@@ -217,6 +217,22 @@ async def test_non_e164_number_is_422(
     assert fake_twilio.creates == []
 
 
+@pytest.mark.parametrize(
+    ("content_type", "status"), [("text/plain", 422), ("application/json", 400)]
+)
+async def test_a_body_that_is_not_utf8_is_a_4xx_not_a_500(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, content_type: str, status: int
+) -> None:
+    # FastAPI's own 422 handler echoes the raw body in the error and fails to decode it.
+    response = await client.post(
+        "/v1/calls",
+        content=b"\x93not utf-8",
+        headers={**api_headers(), "Content-Type": content_type},
+    )
+    assert response.status_code == status
+    assert fake_twilio.creates == []
+
+
 async def test_unknown_agent_is_404(client: httpx.AsyncClient, fake_twilio: FakeTwilio) -> None:
     response = await client.post(
         "/v1/calls", json={**CALL, "agent_id": "nobody"}, headers=api_headers()

@@ -77,6 +77,24 @@ def test_status_event_rejects_a_non_integer_sequence_number() -> None:
         call_status_event("c1", {"CallSid": "CA1"})
 
 
+@pytest.mark.parametrize("value", ["-1", str(2**63), "1e3", "x"])
+def test_counts_must_be_integers_mongodb_can_store(value: str) -> None:
+    fields = {"CallSid": "CA1", "CallStatus": "ringing", "SequenceNumber": value}
+    with pytest.raises(MalformedWebhook, match="SequenceNumber must be an integer from 0"):
+        call_status_event("c1", fields)
+    recording = {"RecordingSid": "RE1", "RecordingDuration": value}
+    with pytest.raises(MalformedWebhook, match="RecordingDuration must be an integer"):
+        recording_event("c1", recording)
+
+
+def test_status_event_rejects_a_status_twilio_never_sends() -> None:
+    with pytest.raises(MalformedWebhook, match="CallStatus 'exploded' is not a Twilio call status"):
+        call_status_event("c1", {"CallSid": "CA1", "CallStatus": "exploded"})
+    assert call_status_event("c1", {"CallSid": "CA1", "CallStatus": "no-answer"}).status == (
+        "no-answer"
+    )
+
+
 def test_recording_event() -> None:
     fields = {
         "CallSid": "CA1",

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from callbot.common.settings import Settings, load_settings
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestObserver)
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health):
         app.include_router(module.router)
     return app
@@ -42,3 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _malformed_webhook(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, but safe for a body that is not UTF-8: FastAPI's own
+    handler echoes the raw bytes back and fails decoding them (a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_as_text})
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _bytes_as_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")

@@ -7,17 +7,27 @@ does not know about; the ones callbot relies on are typed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import get_args
 
-from callbot.common.calls import Recording
+from callbot.common.calls import CallStatus, Recording
 from callbot.common.contracts import CallRecordingUpdated, CallStatusChanged
-from callbot.gateway.domain.webhook_form import optional_int, required_field
+from callbot.gateway.domain.webhook_form import MalformedWebhook, optional_int, required_field
+
+# What Twilio's CallStatus may be; persistence can store no other.
+CALL_STATUSES: frozenset[str] = frozenset(get_args(CallStatus))
 
 
 def call_status_event(call_id: str, fields: Mapping[str, str]) -> CallStatusChanged:
+    status = required_field(fields, "CallStatus")
+    if status not in CALL_STATUSES:
+        raise MalformedWebhook(
+            f"CallStatus {status!r} is not a Twilio call status; expected one of "
+            f"{sorted(CALL_STATUSES)}"
+        )
     return CallStatusChanged(
         call_id=call_id,
         call_sid=required_field(fields, "CallSid"),
-        status=required_field(fields, "CallStatus"),
+        status=status,
         sequence_number=optional_int(fields, "SequenceNumber"),
         call_duration=optional_int(fields, "CallDuration"),
         timestamp=fields.get("Timestamp") or None,

@@ -41,14 +41,21 @@ def required_field(fields: Mapping[str, str], name: str) -> str:
     return value
 
 
+# Twilio's counts and durations are never negative; MongoDB stores 8-byte integers.
+MAX_INT = 2**63 - 1
+
+
 def optional_int(fields: Mapping[str, str], name: str) -> int | None:
     value = fields.get(name, "")
     if not value:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise MalformedWebhook(f"{name} must be an integer, got {value!r}") from None
+        number = -1
+    if not 0 <= number <= MAX_INT:
+        raise MalformedWebhook(f"{name} must be an integer from 0 to {MAX_INT}, got {value!r}")
+    return number
 
 
 def optional_float(fields: Mapping[str, str], name: str) -> float | None:
