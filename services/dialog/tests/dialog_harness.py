@@ -168,6 +168,11 @@ class Caller:
     async def turn(self, call_id: str, seq: int, speech: str) -> DialogReply:
         return await self._call(DialogTurn(call_id=call_id, seq=seq, speech=speech))
 
+    async def start_response(self, call_id: str, agent_id: str) -> DialogReply | RpcFailure:
+        """dialog's answer to a start as it comes, a failure included."""
+        request = DialogStart(call_id=call_id, agent_id=agent_id, call_sid=f"CA{call_id}")
+        return await self._client.call(self._queue, request, DIALOG_RESPONSE_ADAPTER, timeout_s=4)
+
     async def turn_response(self, call_id: str, seq: int, speech: str) -> DialogReply | RpcFailure:
         """dialog's answer to a turn as it comes, a failure included."""
         request = DialogTurn(call_id=call_id, seq=seq, speech=speech)

@@ -159,6 +159,14 @@ async def test_a_turn_for_a_call_nobody_knows_is_answered_not_found(running: Run
     assert running.writer.events == []
 
 
+async def test_a_start_for_an_agent_nobody_knows_is_answered_not_found(running: Running) -> None:
+    reply = await running.caller.start_response("call-of-nobody", agent_id="nobody")
+
+    assert isinstance(reply, RpcFailure)
+    assert reply.code == "not_found"
+    assert "'nobody'" in reply.message
+
+
 async def test_agent_cache_hit_on_the_second_call(running: Running) -> None:
     for call_id in ("call-1", "call-2"):
         await seed_call(running.database, call_id)

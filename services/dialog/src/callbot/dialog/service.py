@@ -36,7 +36,7 @@ from callbot.common.messaging import (
 from callbot.common.messaging.topology import DIALOG_EVENT_KEYS
 from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.settings import Settings
-from callbot.dialog.agent_cache import AgentCache
+from callbot.dialog.agent_cache import AgentCache, AgentNotFound
 from callbot.dialog.handlers import (
     ConversationModel,
     DeterministicConversation,
@@ -116,6 +116,12 @@ class DialogService:
                 # not dialog's: say so without a traceback; gateway falls back.
                 log.warning(
                     "unknown call: no session and no call document; answering not_found",
+                    extra={"method": request.type, "error": str(exc)},
+                )
+                return RpcFailure(code="not_found", message=str(exc))
+            except AgentNotFound as exc:
+                log.warning(
+                    "unknown agent; answering not_found",
                     extra={"method": request.type, "error": str(exc)},
                 )
                 return RpcFailure(code="not_found", message=str(exc))
