@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from gateway_harness import api_headers, demo_agent, gateway_settings, running_gateway
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.messaging import Topology
@@ -56,3 +57,20 @@ async def test_api_reads_from_mongodb(
         {"email": "ada@example.com"},
     )
     assert (agent.status_code, agent.json()["name"]) == (200, "Survey bot")
+
+
+async def test_api_answers_503_while_mongodb_is_unreachable(
+    settings: Settings, topology: Topology
+) -> None:
+    unreachable = gateway_settings(
+        settings, mongodb_url=SecretStr("mongodb://127.0.0.1:1/"), mongodb_timeout_ms=200
+    )
+    async with running_gateway(unreachable) as (_app, client):
+        call = await client.get("/v1/calls/c1", headers=api_headers())
+        placed = await client.post(
+            "/v1/calls", json={"agent_id": "survey", "to": "+14155550100"}, headers=api_headers()
+        )
+    for response in (call, placed):
+        assert response.status_code == 503
+        assert response.json() == {"detail": "MongoDB is unreachable; retry later"}
+        assert response.headers["Retry-After"] == "5"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,12 +10,15 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
 from callbot.gateway import agents_api, calls_api, health, status_webhooks, voice_webhooks
 from callbot.gateway.domain.webhook_form import MalformedWebhook
 from callbot.gateway.request_observer import RequestObserver
 from callbot.gateway.resources import check_settings, open_resources
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObserver)
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ConnectionFailure, _mongodb_unreachable)
     for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health):
         app.include_router(module.router)
     return app
@@ -57,3 +62,14 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 def _bytes_as_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
+
+
+async def _mongodb_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+    """The API reads agents and calls from MongoDB: while it is away, a 503 to
+    retry rather than a 500 (Twilio's webhooks never read it)."""
+    log.warning("MongoDB unreachable; answering 503", extra={"error": repr(exc)})
+    return JSONResponse(
+        {"detail": "MongoDB is unreachable; retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
