@@ -1,0 +1,279 @@
+"""Issue 7, item 1: dialog SIGKILLed mid-call.
+
+The kill lands while dialog waits on the LLM for a turn (the scripted LLM holds
+that one answer back), so the turn is in dialog's hands, unanswered and
+unpublished. With a second replica present, the broker hands the unacked RPC
+request to it, it rebuilds the session from the call document and answers
+within the deadline; the killed replica is restarted and serves later turns.
+With a single replica, the restarted process takes the request back if it is
+up before the deadline, else gateway's fallback keeps the call going.
+
+Either way: the call continues to its end, every LLM request carries the
+complete ordered history, and the transcript has no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from faults_harness import (
+    REPORT,
+    Figures,
+    RunningStack,
+    agent_definition,
+    check_transcript,
+    running_stack,
+    wait_until,
+    webhook_5xx,
+)
+
+from callbot.testkit.fake_openai import (
+    FakeOpenAIProcess,
+    RecordedRequest,
+    start_fake_openai_process,
+)
+from callbot.testkit.processes import ServiceProcess
+
+pytestmark = pytest.mark.faults
+
+AGENT_ID = "crash"
+# Each dialog replica names a model of its own, so every recorded LLM request
+# tells which replica sent it.
+MODEL_A, MODEL_B = "dialog-a", "dialog-b"
+HELD_BACK_S = 30.0  # far longer than any turn's budget: only the kill ends the wait
+
+
+def record_data(field: str, value: str) -> dict[str, Any]:
+    return {"name": "record_data", "arguments": {"field": field, "value": value}}
+
+
+def held_back_once(pattern: str) -> dict[str, Any]:
+    """The first request whose last user line matches gets no answer in time."""
+    return {
+        "match": {"last_user_regex": pattern},
+        "response": {"text": "(never heard)", "delay_s": HELD_BACK_S},
+        "times": 1,
+    }
+
+
+def answer(pattern: str, text: str, *tool_calls: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "match": {"last_user_regex": pattern},
+        "response": {"text": text, "tool_calls": list(tool_calls)},
+        "times": None,
+    }
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAIProcess]:
+    with start_fake_openai_process() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    rabbitmq_url: str,
+    mongodb_url: str,
+    fake_llm: FakeOpenAIProcess,
+) -> Iterator[RunningStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("dialog-crash"),
+        rabbitmq_url,
+        mongodb_url,
+        openai_base_url=fake_llm.base_url,
+        # Room for the broker to hand a dead replica's request to another one.
+        dialog_deadline_ms=8000,
+        extra_env={"LLM_MODEL": MODEL_A},
+    ) as running:
+        running.put_agent(AGENT_ID, agent_definition(few_shot=[], past_calls=0))
+        yield running
+
+
+def last_user_line(request: RecordedRequest) -> str:
+    users = [m for m in request.body["messages"] if m.get("role") == "user"]
+    return str(users[-1]["content"]) if users else ""
+
+
+def wait_for_llm_request(fake: FakeOpenAIProcess, pattern: str, after: int) -> RecordedRequest:
+    def arrived() -> RecordedRequest | None:
+        for request in fake.control.requests()[after:]:
+            if re.search(pattern, last_user_line(request)):
+                return request
+        return None
+
+    return wait_until(arrived, f"an LLM request for {pattern!r}", timeout_s=30, interval_s=0.02)
+
+
+def assert_every_request_had_the_whole_history(
+    requests: list[RecordedRequest], document: dict[str, Any]
+) -> None:
+    """Each request's conversation is the stored transcript up to its user turn."""
+    turns = sorted(document["turns"], key=lambda turn: turn["seq"])
+    stored = [(turn["role"], turn["content"]) for turn in turns]
+    for request in requests:
+        history = [
+            (message["role"], message["content"])
+            for message in request.body["messages"]
+            if message["role"] in ("user", "assistant")
+        ]
+        assert history == stored[: len(history)], (
+            f"LLM request {request.index} ({request.body['model']}) did not carry the "
+            f"stored history in order:\n sent:   {history}\n stored: {stored}"
+        )
+        assert history[-1][0] == "user"
+
+
+def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
+    stack: RunningStack, fake_llm: FakeOpenAIProcess
+) -> None:
+    replicas: dict[str, ServiceProcess] = {MODEL_A: stack.dialog}
+    replicas[MODEL_B] = stack.add_dialog_replica("dialog-b", LLM_MODEL=MODEL_B)
+    fake_llm.control.reset()
+    name = record_data("full_name", "Ada Lovelace")
+    email = record_data("email", "ada@example.com")
+    phone = record_data("callback_phone", "+14155550134")
+    fake_llm.control.add_rules(
+        [
+            answer("Ada Lovelace", "Thanks, Ada. What is your email?", name),
+            held_back_once("example dot com"),
+            answer("example dot com", "Got it. Anything else?", email),
+            answer("Hold on", "Sure, take your time."),
+            held_back_once("still there"),
+            answer("still there", "Yes, I am here. What is your callback number?"),
+            answer("415 555 0134", "Thank you!", phone),
+        ]
+    )
+    to = "+15005550201"
+    stack.emulator.add_scenario(
+        {
+            "to": to,
+            "speed": 50,
+            "steps": [
+                {"say": "My name is Ada Lovelace."},
+                {"say": "It is ada at example dot com."},
+                {"say": "Hold on a moment."},
+                {"say": "Are you still there?"},
+                {"say": "Call me back at +1 415 555 0134."},
+            ],
+        }
+    )
+    tap = stack.tap("call.completed")
+    call = stack.place_call(AGENT_ID, to)
+
+    # First kill: whichever replica holds the email turn.
+    held = wait_for_llm_request(fake_llm, "example dot com", after=0)
+    first_victim = held.body["model"]
+    replicas[first_victim].kill()
+    replicas[first_victim].start()
+    restarted_from = len(fake_llm.control.requests())
+    # Second kill, after the restart: whichever replica holds that turn.
+    held_again = wait_for_llm_request(fake_llm, "still there", after=held.index + 1)
+    second_victim = held_again.body["model"]
+    replicas[second_victim].kill()
+    replicas[second_victim].start()
+
+    played = stack.played(call)
+    document = stack.completed_document(call.call_id)
+    requests = fake_llm.control.requests()
+    check = check_transcript(document, played)
+    REPORT.add(
+        Figures(
+            item="1",
+            fault="dialog SIGKILLed mid-turn twice, second replica present",
+            faults_injected=2,
+            calls_in_flight=1,
+            turns_checked=check.turns,
+            turns_lost=check.lost_count,
+            duplicate_turns=check.duplicate_count,
+            http_5xx=webhook_5xx(played),
+        )
+    )
+    check.assert_clean()
+    assert webhook_5xx(played) == 0
+    # The held-back turns were answered by the surviving replica, from the document.
+    for pattern, victim in (("example dot com", first_victim), ("still there", second_victim)):
+        served = [r for r in requests if re.search(pattern, last_user_line(r))]
+        assert [r.body["model"] for r in served][-1] != victim, served
+    # The restarted replica took part again.
+    assert first_victim in {r.body["model"] for r in requests[restarted_from:]}
+    assert_every_request_had_the_whole_history(requests, document)
+    # No turn needed gateway's fallback: the other replica answered in time.
+    assert played.lines("agent")[1:] == [
+        "Thanks, Ada. What is your email?",
+        "Got it. Anything else?",
+        "Sure, take your time.",
+        "Yes, I am here. What is your callback number?",
+        played.lines("agent")[-1],
+    ]
+    assert document["ended_by"] == "system_complete"
+    assert document["data_collected"] == {
+        "full_name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "callback_phone": "+14155550134",
+    }
+    assert tap.count_by_call("call.completed") == {call.call_id: 1}
+
+
+def test_single_replica_killed_and_restarted_mid_turn(
+    stack: RunningStack, fake_llm: FakeOpenAIProcess
+) -> None:
+    for replica in stack.extra:
+        replica.stop()
+    fake_llm.control.reset()
+    name = record_data("full_name", "Grace Hopper")
+    fake_llm.control.add_rules(
+        [
+            answer("Grace Hopper", "Thanks, Grace. What is your email?", name),
+            held_back_once("navy dot mil"),
+            answer("navy dot mil", "Got it.", record_data("email", "grace@navy.mil")),
+            answer("Hold on", "Sure, take your time."),
+        ]
+    )
+    to = "+15005550202"
+    stack.emulator.add_scenario(
+        {
+            "to": to,
+            "speed": 50,
+            "steps": [
+                {"say": "This is Grace Hopper."},
+                {"say": "It is grace at navy dot mil."},
+                {"say": "Hold on a moment."},
+                {"say": "Goodbye!"},
+            ],
+        }
+    )
+    tap = stack.tap("call.completed")
+    call = stack.place_call(AGENT_ID, to, {"name": "Grace"})
+
+    wait_for_llm_request(fake_llm, "navy dot mil", after=0)
+    stack.dialog.kill()
+    stack.dialog.start()
+
+    played = stack.played(call)
+    document = stack.completed_document(call.call_id)
+    check = check_transcript(document, played)
+    REPORT.add(
+        Figures(
+            item="1",
+            fault="dialog SIGKILLed mid-turn and restarted, single replica",
+            faults_injected=1,
+            calls_in_flight=1,
+            turns_checked=check.turns,
+            turns_lost=check.lost_count,
+            duplicate_turns=check.duplicate_count,
+            http_5xx=webhook_5xx(played),
+        )
+    )
+    check.assert_clean()
+    assert webhook_5xx(played) == 0
+    assert_every_request_had_the_whole_history(fake_llm.control.requests(), document)
+    # Whether the restarted process took the turn back in time or gateway fell
+    # back and the callee went on, the call reached its goodbye.
+    assert document["ended_by"] == "user_goodbye"
+    assert played.lines("callee")[-1] == "Goodbye!"
+    assert document["turns"][-2]["content"] == "Goodbye!"
+    assert tap.count_by_call("call.completed") == {call.call_id: 1}
