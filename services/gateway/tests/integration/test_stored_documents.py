@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 from gateway_harness import api_headers, demo_agent, gateway_settings, running_gateway
-from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ServerSelectionTimeoutError
 
+from callbot.common.agents import Agent
+from callbot.common.calls import CallDocument
 from callbot.common.messaging import Topology
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.common.settings import Settings
@@ -59,13 +61,23 @@ async def test_api_reads_from_mongodb(
     assert (agent.status_code, agent.json()["name"]) == (200, "Survey bot")
 
 
+class UnreachableDocuments:
+    """The `DocumentReader` while MongoDB is away: PyMongo's error on every read.
+    (A real client to a closed port can leak a socket when it is closed while
+    its monitor connects: PyMongo does not close it on cancellation.)"""
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
+
+    async def call(self, call_id: str) -> CallDocument | None:
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
+
+
 async def test_api_answers_503_while_mongodb_is_unreachable(
     settings: Settings, topology: Topology
 ) -> None:
-    unreachable = gateway_settings(
-        settings, mongodb_url=SecretStr("mongodb://127.0.0.1:1/"), mongodb_timeout_ms=200
-    )
-    async with running_gateway(unreachable) as (_app, client):
+    async with running_gateway(gateway_settings(settings)) as (app, client):
+        app.state.resources.documents = UnreachableDocuments()
         call = await client.get("/v1/calls/c1", headers=api_headers())
         placed = await client.post(
             "/v1/calls", json={"agent_id": "survey", "to": "+14155550100"}, headers=api_headers()
