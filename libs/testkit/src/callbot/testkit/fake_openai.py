@@ -567,6 +567,10 @@ class FakeOpenAI:
         # Binding the socket here gives the port the OS picked for port=0, and turns
         # "address in use" into an OSError for the caller instead of uvicorn's sys.exit().
         sock = socket.create_server((host, port))
+        # Accepted sockets inherit this (Linux). asyncio sets it only on sockets whose
+        # proto is IPPROTO_TCP, and create_server's is 0: without it, every answer on a
+        # keep-alive connection waited ~40 ms for the client's delayed ACK (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         config = uvicorn.Config(
             _build_app(self._script),
             lifespan="off",
