@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from callbot.common.calls import Turn
@@ -85,13 +85,21 @@ class OpenAIConversation:
         try:
             # asyncio.timeout bounds the whole attempt, connect and body included.
             async with asyncio.timeout(time_left_s):
-                completion = await self._client.chat.completions.create(
-                    model=options.model or self._default_model,
-                    messages=cast(list[ChatCompletionMessageParam], list(request.messages)),
-                    tools=cast(list[ChatCompletionToolParam], list(request.tools)),
-                    temperature=options.temperature,
-                    max_tokens=options.max_tokens,
-                    timeout=time_left_s,
+                # The low-level `post`, not `chat.completions.create`: create() runs
+                # its parameter transform over every message, which cost ~0.12 ms a
+                # message here (45 ms at 380) and grew each turn; our messages are
+                # plain JSON already (bench/turn_overhead.py, docs/performance.md).
+                completion = await self._client.post(
+                    "/chat/completions",
+                    body={
+                        "model": options.model or self._default_model,
+                        "messages": list(request.messages),
+                        "tools": list(request.tools),
+                        "temperature": options.temperature,
+                        "max_tokens": options.max_tokens,
+                    },
+                    cast_to=ChatCompletion,
+                    options={"timeout": time_left_s},
                 )
         except Exception as exc:
             LLM_SECONDS.labels("error").observe(time.perf_counter() - started)
