@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,7 +24,8 @@ from urllib.parse import urlencode
 
 import httpx
 import uvloop
-from _stats import print_row, summary_ms  # bench/ is on sys.path when a script here runs
+from _floor import start_bare  # bench/ is on sys.path when a script here runs
+from _stats import print_row, summary_ms
 from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
@@ -43,39 +42,12 @@ from callbot.common.settings import Settings
 from callbot.testkit.processes import ServiceProcess, free_port
 
 AUTH_TOKEN = "bench-auth-token"
-FIXED_TWIML = (
-    '<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="speech" '
-    'action="/voice/process-speech?call_id=bench&amp;seq=3" method="POST" '
-    'actionOnEmptyResult="true"><Say>OK.</Say></Gather></Response>'
-)
 FIELDS = {
     "AccountSid": "AC" + "0" * 32,
     "CallSid": "CA" + "0" * 32,
     "SpeechResult": "my email is ada at example dot com",
     "Confidence": "0.93",
 }
-
-
-def serve_bare(port: int) -> None:
-    """The baseline: FastAPI on the same uvicorn stack, returning fixed TwiML."""
-    import uvicorn
-    from fastapi import FastAPI, Response
-
-    app = FastAPI()
-
-    @app.post("/voice/process-speech")
-    async def process_speech() -> Response:
-        return Response(FIXED_TWIML, media_type="application/xml")
-
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-    )
 
 
 async def measure(label: str, client: httpx.AsyncClient, url: str, total: int) -> list[float]:
@@ -96,18 +68,6 @@ async def measure(label: str, client: httpx.AsyncClient, url: str, total: int) -
             raise RuntimeError(f"{label}: unexpected answer {response.status_code} {response.text}")
     print_row(label, samples, time.perf_counter() - started)
     return samples
-
-
-def _wait_http(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
 async def main(requests: int, rabbitmq_url: str, log_level: str) -> None:
@@ -148,13 +108,9 @@ async def main(requests: int, rabbitmq_url: str, log_level: str) -> None:
         log_dir,
         ready_url=f"{gateway_url}/readyz",
     )
-    bare = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve-bare", str(bare_port),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    bare = await start_bare(bare_port)
     try:
         await asyncio.to_thread(gateway.start)
-        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{bare_port}/docs")
         print(
             f"RabbitMQ {rabbitmq_url.split('@')[-1]}  cores={os.cpu_count()}  "
             f"requests={requests}  gateway LOG_LEVEL={log_level}  sequential, keep-alive"
@@ -196,9 +152,5 @@ if __name__ == "__main__":
         default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
     parser.add_argument("--log-level", default="WARNING", help="gateway's LOG_LEVEL")
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.serve_bare:
-        serve_bare(arguments.serve_bare)
-    else:
-        uvloop.run(main(arguments.requests, arguments.rabbitmq_url, arguments.log_level))
+    uvloop.run(main(arguments.requests, arguments.rabbitmq_url, arguments.log_level))
