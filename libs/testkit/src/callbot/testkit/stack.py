@@ -32,6 +32,9 @@ class StackConfig:
     scenarios_dir: Path | None = None
     dialog_deadline_ms: int = 4000
     extra_env: dict[str, str] = field(default_factory=dict)
+    dialog_replicas: int = 1
+    # What runs as persistence: the benches run it with a hook that records write lag.
+    persistence_module: str = "callbot.persistence"
 
 
 class CallbotStack:
@@ -42,7 +45,8 @@ class CallbotStack:
         self.gateway_port = free_port()
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.gateway: ServiceProcess | None = None
-        self.dialog: ServiceProcess | None = None
+        self.dialog: ServiceProcess | None = None  # the first of `dialog_replicas`
+        self.dialog_replicas: list[ServiceProcess] = []
         self.persistence: ServiceProcess | None = None
 
     @property
@@ -93,9 +97,18 @@ class CallbotStack:
             ready_timeout_s=30.0,
         )
         self.persistence = ServiceProcess(
-            "persistence", "callbot.persistence", self._env(), log_dir
+            "persistence", self.config.persistence_module, self._env(), log_dir
         )
-        self.dialog = ServiceProcess("dialog", "callbot.dialog", self._env(), log_dir)
+        self.dialog_replicas = [
+            ServiceProcess(
+                "dialog" if index == 0 else f"dialog-{index + 1}",
+                "callbot.dialog",
+                self._env(),
+                log_dir,
+            )
+            for index in range(self.config.dialog_replicas)
+        ]
+        self.dialog = self.dialog_replicas[0]
         self.gateway = ServiceProcess(
             "gateway",
             "callbot.gateway",
@@ -103,11 +116,11 @@ class CallbotStack:
             log_dir,
             ready_url=f"{self.gateway_url}/readyz",
         )
-        for service in (self.persistence, self.dialog, self.gateway):
+        for service in (self.persistence, *self.dialog_replicas, self.gateway):
             service.start()
 
     def stop(self) -> None:
-        for service in (self.gateway, self.dialog, self.persistence):
+        for service in (self.gateway, *self.dialog_replicas, self.persistence):
             if service is not None:
                 service.stop()
         if self._emulator is not None:

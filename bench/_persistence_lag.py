@@ -1,0 +1,39 @@
+"""persistence exactly as `python -m callbot.persistence` runs it, plus the
+service's `on_stored` hook writing each event's publish -> durable-write lag
+to the file named by BENCH_LAG_FILE, one line per event:
+`call_id type seq lag_s` (seq -1 for events other than `call.turn`).
+
+Started by bench/_harness.py in place of persistence (`python -m _persistence_lag`
+with bench/ on PYTHONPATH). The lag is `occurred_at` (set by the publisher
+just before it publishes) to the moment the write returned, on one machine's
+clock.
+"""
+
+from __future__ import annotations
+
+import os
+
+from callbot.common.contracts import CallEvent, CallTurnRecorded, utcnow
+from callbot.common.lifecycle import run_service
+from callbot.common.logs import configure_logging
+from callbot.common.metrics import serve_metrics
+from callbot.common.settings import load_settings
+from callbot.persistence.service import PersistenceService
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging("persistence", settings.log_level)
+    serve_metrics(settings.metrics_port)
+    with open(os.environ["BENCH_LAG_FILE"], "a", buffering=1, encoding="utf-8") as sink:
+
+        def record(event: CallEvent) -> None:
+            seq = event.turn.seq if isinstance(event, CallTurnRecorded) else -1
+            lag_s = (utcnow() - event.occurred_at).total_seconds()
+            sink.write(f"{event.call_id} {event.type} {seq} {lag_s:.6f}\n")
+
+        run_service(PersistenceService(settings, on_stored=record))
+
+
+if __name__ == "__main__":
+    main()
