@@ -14,6 +14,7 @@ document never lags a spoken line by more than that publish.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,31 +182,45 @@ async def _record(
     session: Session, exchange: Exchange, deadline: Deadline, ports: DialogPorts
 ) -> DialogReply:
     """Publish the exchange's turns (and ending), then commit it and build the reply."""
-    timeout_s = max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S)
-    for turn in exchange.turns:
-        await ports.events.publish(
-            CallTurnRecorded(
-                call_id=session.call_id,
-                turn=turn,
-                data_collected=exchange.data_collected,
-                data_complete=exchange.data_complete,
-            ),
-            timeout_s=timeout_s,
+    events: list[Event] = [
+        CallTurnRecorded(
+            call_id=session.call_id,
+            turn=turn,
+            data_collected=exchange.data_collected,
+            data_complete=exchange.data_complete,
         )
+        for turn in exchange.turns
+    ]
     ended_by = exchange.ending.ended_by if exchange.ending else None
     if exchange.ending is not None:
-        await ports.events.publish(
+        events.append(
             CallEnding(
                 call_id=session.call_id,
                 ended_by=exchange.ending.ended_by,
                 reason=exchange.ending.reason,
-            ),
-            timeout_s=timeout_s,
+            )
         )
+    await _publish_all(ports.events, events, max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S))
+    if exchange.ending is not None:
         log.info("ending the call", extra={"ended_by": ended_by, "reason": exchange.ending.reason})
     session.commit(exchange)
     ports.sessions.keep(session)
     return _reply(session, exchange.spoken, exchange.spoken.seq + 1, ended_by)
+
+
+async def _publish_all(sink: EventSink, events: list[Event], timeout_s: float) -> None:
+    """Every event confirmed, or the first failure raised once all have settled.
+
+    Side by side, so the turn waits for one broker confirm rather than one per
+    event (bench/turn_overhead.py, docs/performance.md). The wire order stays
+    the list's order (one channel, published in turn), and persistence does not
+    depend on it: it sorts turns by seq and keeps the newest turn's data."""
+    outcomes = await asyncio.gather(
+        *(sink.publish(event, timeout_s=timeout_s) for event in events), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _say_last_line_again(session: Session) -> DialogReply:

@@ -15,7 +15,9 @@ from callbot.gateway.webhook_request import TwilioWebhook, read_twilio_webhook
 _bearer = HTTPBearer(auto_error=False, description="One of the keys in CALLBOT_API_KEYS.")
 
 
-def get_resources(request: Request) -> GatewayResources:
+async def get_resources(request: Request) -> GatewayResources:
+    # async: FastAPI runs a plain `def` dependency in its threadpool, a thread
+    # hop on every request (docs/performance.md).
     resources: GatewayResources = request.app.state.resources
     return resources
 
