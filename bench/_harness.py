@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 import httpx
 from twilio.request_validator import RequestValidator
 
+from callbot.common.contracts import CallTurnRecorded
 from callbot.gateway.domain.fallback import TURN_FALLBACK
 from callbot.testkit.fake_openai import FakeOpenAIProcess, start_fake_openai_process
 from callbot.testkit.mongo_standin import start_standin_process
@@ -245,7 +246,7 @@ def read_lags(lag_file: Path, call_ids: set[str]) -> list[float]:
     lags = []
     for line in lag_file.read_text().splitlines():
         call_id, event_type, _seq, lag = line.split()
-        if event_type == "call.turn" and call_id in call_ids:
+        if event_type == CallTurnRecorded.__name__ and call_id in call_ids:
             lags.append(float(lag))
     return lags
 

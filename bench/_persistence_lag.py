@@ -1,7 +1,7 @@
 """persistence exactly as `python -m callbot.persistence` runs it, plus the
 service's `on_stored` hook writing each event's publish -> durable-write lag
 to the file named by BENCH_LAG_FILE, one line per event:
-`call_id type seq lag_s` (seq -1 for events other than `call.turn`).
+`call_id EventClass seq lag_s` (seq -1 for events other than a turn).
 
 Started by bench/_harness.py in place of persistence (`python -m _persistence_lag`
 with bench/ on PYTHONPATH). The lag is `occurred_at` (set by the publisher
@@ -30,7 +30,7 @@ def main() -> None:
         def record(event: CallEvent) -> None:
             seq = event.turn.seq if isinstance(event, CallTurnRecorded) else -1
             lag_s = (utcnow() - event.occurred_at).total_seconds()
-            sink.write(f"{event.call_id} {event.type} {seq} {lag_s:.6f}\n")
+            sink.write(f"{event.call_id} {type(event).__name__} {seq} {lag_s:.6f}\n")
 
         run_service(PersistenceService(settings, on_stored=record))
 
