@@ -37,31 +37,30 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import re
-import selectors
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeAlias
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.types import ASGIApp
+
+from callbot.emulator.embedded import EmbeddedApp
+from callbot.emulator.server_process import SRC_DIR as EMULATOR_SRC_DIR
+from callbot.emulator.server_process import ServerProcess, ready_line
 
 # A fixed timestamp keeps responses byte-identical from one run to the next.
 _CREATED = 1_700_000_000
 # Tool-call arguments are streamed in pieces this long so clients must reassemble them.
 _ARGUMENT_PIECE_LEN = 8
-_READY_LINE = re.compile(r"fake-openai listening on (?P<base_url>\S+)")
+# How the child names itself in its ready line (``server_process.ready_line``).
+FAKE_OPENAI_NAME = "fake-openai"
 
 
 class RuleMatch(BaseModel):
@@ -521,90 +520,21 @@ class RuleBuilder:
         return rule
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to its host process.
-
-    uvicorn's own handlers would replace pytest's SIGINT handler while a test runs
-    and re-raise captured signals on shutdown.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-@dataclass(frozen=True)
-class _Running:
-    server: uvicorn.Server
-    task: asyncio.Task[None]
-    base_url: str
-
-
-class FakeOpenAI:
+class FakeOpenAI(EmbeddedApp):
     """The scripted server, run by uvicorn inside the current event loop."""
+
+    name = FAKE_OPENAI_NAME
 
     def __init__(self) -> None:
         self._script = _Script()
-        self._running: _Running | None = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        if self._running is not None:
-            raise RuntimeError(
-                f"FakeOpenAI already serves {self._running.base_url}; stop() it first"
-            )
-        # Binding the socket here gives the port the OS picked for port=0, and turns
-        # "address in use" into an OSError for the caller instead of uvicorn's sys.exit().
-        sock = socket.create_server((host, port))
-        # Accepted sockets inherit this (Linux). asyncio sets it only on sockets whose
-        # proto is IPPROTO_TCP, and create_server's is 0: without it, every answer on a
-        # keep-alive connection waited ~40 ms for the client's delayed ACK (Nagle).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        config = uvicorn.Config(
-            _build_app(self._script),
-            lifespan="off",
-            ws="none",  # importing the websockets implementation warns; nothing here needs it
-            log_config=None,  # leave the host's logging configuration alone
-            log_level="warning",
-            access_log=False,
-            # Bounds stop() when a client still waits on a delayed answer.
-            timeout_graceful_shutdown=1,
-        )
-        server = _EmbeddedServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="fake-openai")
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    sock.close()
-                    await task  # raises whatever stopped the startup
-                    raise RuntimeError("fake-openai's uvicorn server exited during startup")
-                await asyncio.sleep(0.005)
-        self._running = _Running(server, task, f"http://{host}:{sock.getsockname()[1]}/v1")
 
     @property
     def base_url(self) -> str:
         """What to pass as ``openai.AsyncOpenAI(base_url=...)``: ``http://HOST:PORT/v1``."""
-        if self._running is None:
-            raise RuntimeError("FakeOpenAI is not serving; await start() first")
-        return self._running.base_url
+        return f"{self.serving.url}/v1"
 
-    async def stop(self) -> None:
-        if self._running is None:
-            return
-        running, self._running = self._running, None
-        running.server.should_exit = True
-        await running.task
+    def _open(self) -> ASGIApp:
+        return _build_app(self._script)
 
     def add_rule(
         self,
@@ -743,66 +673,29 @@ class AsyncFakeOpenAIControl:
             return _checked(await client.request(method, self._root + path, json=payload))
 
 
-class FakeOpenAIProcess:
+class FakeOpenAIProcess(ServerProcess):
     """A fake-openai server running as a child process; see ``start_fake_openai_process``."""
 
-    def __init__(self, process: subprocess.Popen[bytes], base_url: str) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.control = FakeOpenAIControl(base_url)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if the server has not exited within ``timeout_s``."""
-        _terminate(self.process, timeout_s)
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+    @property
+    def control(self) -> FakeOpenAIControl:
+        return FakeOpenAIControl(self.base_url)
 
 
 def start_fake_openai_process(
     host: str = "127.0.0.1", port: int = 0, ready_timeout_s: float = 20.0
 ) -> FakeOpenAIProcess:
     """Start ``python -m callbot.testkit.fake_openai`` and wait for its ready line."""
-    # The child must import this package even when it is not pip-installed.
-    src_dir = str(Path(__file__).resolve().parents[2])
-    pythonpath = os.pathsep.join(filter(None, [src_dir, os.environ.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "callbot.testkit.fake_openai", "--host", host, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": pythonpath},
+    return FakeOpenAIProcess.launch(
+        FAKE_OPENAI_NAME,
+        "callbot.testkit.fake_openai",
+        ["--host", host, "--port", str(port)],
+        # The child imports the emulator package's embedded server too.
+        src_dirs=[Path(__file__).resolve().parents[2], EMULATOR_SRC_DIR],
+        # It prints nothing but its ready line; uvicorn's warnings and tracebacks go to
+        # stderr, which pytest shows beside a failing test.
+        stderr_in_output=False,
+        ready_timeout_s=ready_timeout_s,
     )
-    assert process.stdout is not None  # stdout=PIPE above
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        ready = selector.select(ready_timeout_s)
-    line = process.stdout.readline().decode() if ready else ""
-    found = _READY_LINE.search(line)
-    if found is None:
-        _terminate(process, timeout_s=5.0)
-        raise RuntimeError(
-            f"fake-openai did not print its ready line within {ready_timeout_s} s "
-            f"(got {line!r}, exit code {process.returncode}); its stderr is above"
-        )
-    return FakeOpenAIProcess(process, found["base_url"])
 
 
 async def _serve_until_signalled(host: str, port: int) -> None:
@@ -812,7 +705,7 @@ async def _serve_until_signalled(host: str, port: int) -> None:
         loop.add_signal_handler(signum, stop_requested.set)
     fake = FakeOpenAI()
     await fake.start(host, port)
-    print(f"fake-openai listening on {fake.base_url}", flush=True)
+    print(ready_line(FAKE_OPENAI_NAME, fake.base_url), flush=True)
     await stop_requested.wait()
     await fake.stop()
 

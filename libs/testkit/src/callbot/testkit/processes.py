@@ -20,6 +20,8 @@ from typing import IO
 
 import httpx
 
+from callbot.emulator.server_process import end_process
+
 READY_MESSAGE = "service started"
 
 
@@ -119,18 +121,12 @@ class ServiceProcess:
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signum)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        returncode = end_process(process, signum, timeout_s)
         if self._pump is not None:
             self._pump.join(5)
         if process.stdout is not None:
             process.stdout.close()
-        return process.returncode
+        return returncode
 
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

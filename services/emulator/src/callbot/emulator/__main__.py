@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from callbot.emulator.process import READY_LINE_PREFIX
+from callbot.emulator.process import EMULATOR_NAME
 from callbot.emulator.scenario import ScenarioError, load_scenario_dir
 from callbot.emulator.server import TwilioEmulator
+from callbot.emulator.server_process import ready_line
 from callbot.emulator.webhooks import TWILIO_WEBHOOK_TIMEOUT_S
 
 
@@ -69,7 +70,7 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
         f"{s.name} ({s.to or 'default'})" for s in emulator.switchboard.scenarios.all()
     )
     logging.getLogger("callbot.emulator").info("scenarios: %s", names)
-    print(f"{READY_LINE_PREFIX}{emulator.base_url}", flush=True)
+    print(ready_line(EMULATOR_NAME, emulator.base_url), flush=True)
     await stop_requested.wait()
     await emulator.stop()
 

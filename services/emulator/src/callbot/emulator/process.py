@@ -10,24 +10,19 @@ For end-to-end tests::
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from callbot.emulator.records import CallRecord
 from callbot.emulator.scenario import Scenario
+from callbot.emulator.server_process import ServerProcess
 from callbot.emulator.switchboard import Fault, RecordedRequest
 
-READY_LINE_PREFIX = "twilio-emulator listening on "
+# How the child names itself in its ready line (``server_process.ready_line``).
+EMULATOR_NAME = "twilio-emulator"
 
 ScenarioLike = Scenario | Mapping[str, Any]
 FaultLike = Fault | Mapping[str, Any]
@@ -146,81 +141,15 @@ class AsyncEmulatorControl:
             return _checked(await client.request(method, self._base_url + path, **kwargs))
 
 
-class EmulatorProcess:
-    """``python -m callbot.emulator`` running as a child process; see ``start_emulator_process``."""
+class EmulatorProcess(ServerProcess):
+    """``python -m callbot.emulator`` running as a child process; see ``start_emulator_process``.
 
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path | None) -> None:
-        self.process = process
-        self._base_url: str | None = None
-        self._ready = threading.Event()
-        self._lines: list[str] = []
-        # One thread reads stdout from the start: it spots the ready line, and keeps the
-        # pipe drained so the child's conversation log never blocks it.
-        self._pump = threading.Thread(target=self._drain, args=(log_path,), daemon=True)
-        self._pump.start()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("the emulator process has not printed its ready line")
-        return self._base_url
+    The child prints its conversation log on stdout: ``output()`` returns it.
+    """
 
     @property
     def control(self) -> EmulatorControl:
         return EmulatorControl(self.base_url)
-
-    def output(self) -> list[str]:
-        """Every line the emulator printed so far."""
-        return list(self._lines)
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self._ready.wait(0.05):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"twilio-emulator did not print its ready line within {timeout_s} s "
-                    f"(exit code {self.process.returncode}); its output:\n" + "\n".join(self._lines)
-                )
-
-    def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; the exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._pump.join(5)
-        return self.process.returncode
-
-    def _drain(self, log_path: Path | None) -> None:
-        stdout = self.process.stdout
-        assert stdout is not None  # started with stdout=PIPE
-        with contextlib.ExitStack() as stack:
-            log = stack.enter_context(log_path.open("a", encoding="utf-8")) if log_path else None
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                self._lines.append(line)
-                if log is not None:
-                    log.write(line + "\n")
-                    log.flush()
-                if not self._ready.is_set() and line.startswith(READY_LINE_PREFIX):
-                    self._base_url = line.removeprefix(READY_LINE_PREFIX).strip()
-                    self._ready.set()
-            stdout.close()
 
 
 def start_emulator_process(
@@ -239,10 +168,7 @@ def start_emulator_process(
     The child prints its conversation log on stdout: ``output()`` returns it, and
     ``log_path`` keeps a copy.
     """
-    command = [
-        sys.executable,
-        "-m",
-        "callbot.emulator",
+    arguments = [
         "--host",
         host,
         "--port",
@@ -253,18 +179,13 @@ def start_emulator_process(
         auth_token,
     ]
     if scenarios_dir is not None:
-        command += ["--scenarios", str(scenarios_dir)]
+        arguments += ["--scenarios", str(scenarios_dir)]
     if webhook_timeout_s is not None:
-        command += ["--webhook-timeout", str(webhook_timeout_s)]
-    # The child must import this package even when it is not pip-installed.
-    src_dir = str(Path(__file__).resolve().parents[2])
-    pythonpath = os.pathsep.join(filter(None, [src_dir, os.environ.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
+        arguments += ["--webhook-timeout", str(webhook_timeout_s)]
+    return EmulatorProcess.launch(
+        EMULATOR_NAME,
+        "callbot.emulator",
+        arguments,
+        log_path=log_path,
+        ready_timeout_s=ready_timeout_s,
     )
-    handle = EmulatorProcess(process, log_path)
-    handle.wait_ready(ready_timeout_s)
-    return handle
