@@ -63,3 +63,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # aiormq logs every reconnect attempt with a traceback; our own lines say it once.
     logging.getLogger("aiormq").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aio_pika").setLevel(max(logging.WARNING, root.level))
+    # The Twilio client logs every request header and response at INFO: eleven
+    # lines per call placed; gateway's own "call placed" line says what matters.
+    logging.getLogger("twilio.http_client").setLevel(max(logging.WARNING, root.level))
+    # What a record collects that no line prints (the JSON leaves out the
+    # caller's file and line, thread and process): skipped, as the logging
+    # HOWTO's "Optimization" section describes, ~2 us less per line.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
