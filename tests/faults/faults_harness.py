@@ -7,9 +7,13 @@
 - `EventTap`: a durable queue of the test's own on the events exchange; it
   survives dropped connections and a broker restart, so it sees every event.
 - `check_transcript`: what the callee heard against what was stored: turns
-  lost, duplicated, or missing from the sequence.
+  lost, duplicated, or missing from the sequence; `check_and_report` checks
+  finished calls so and records their figures.
 - `REPORT`: the figures each test records for docs/reliability.md; the
   suite's conftest prints them in the terminal summary.
+- The calls the tests make: a callee's lines (`place_call_saying`), the email
+  agent and its hesitant callee (`start_hesitant_calls`), and rules for the
+  scripted LLM (`llm_rule`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from callbot.emulator.process import EmulatorControl
 from callbot.emulator.records import CallRecord, WebhookRecord
 from callbot.emulator.webhooks import twilio_signature
 from callbot.gateway.domain.fallback import GREETING_FALLBACK, TURN_FALLBACK
+from callbot.testkit.fake_openai import RecordedRequest
 from callbot.testkit.processes import ServiceProcess
 from callbot.testkit.stack import API_KEY, AUTH_TOKEN, CallbotStack, StackConfig
 
@@ -83,6 +88,9 @@ EMAIL_UTTERANCE = "It is ada at example dot com."
 HESITANT_CALL_TURNS = 2 * len(HESITATIONS) + 3
 
 
+EMAIL_AGENT_ID = "patient"  # what `email_agent()` is stored as
+
+
 def email_agent() -> dict[str, Any]:
     """An agent that wants only an email address and never looks at past calls."""
     return agent_definition(
@@ -103,6 +111,35 @@ def hesitant_scenario(to: str, *, utterance_s: float) -> dict[str, Any]:
             for line in (*HESITATIONS, EMAIL_UTTERANCE)
         ],
     }
+
+
+def place_call_saying(
+    stack: RunningStack,
+    agent_id: str,
+    to: str,
+    lines: Sequence[str],
+    recipient: Mapping[str, Any] | None = None,
+) -> PlacedCall:
+    """A call to a callee who says `lines`, one a turn, at 50 times real speed."""
+    stack.emulator.add_scenario({"to": to, "speed": 50, "steps": [{"say": line} for line in lines]})
+    return stack.place_call(agent_id, to, recipient)
+
+
+def place_hesitant_call(stack: RunningStack, to: str, *, utterance_s: float) -> PlacedCall:
+    """A call of the email agent's to a callee who hesitates (`hesitant_scenario`)."""
+    stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=utterance_s))
+    return stack.place_call(EMAIL_AGENT_ID, to)
+
+
+def start_hesitant_calls(
+    stack: RunningStack, numbers: Sequence[str], *, utterance_s: float
+) -> list[PlacedCall]:
+    """`place_hesitant_call` to each number, once answered and greeted (dialog has
+    their sessions): a fault injected now lands mid-call."""
+    calls = [place_hesitant_call(stack, to, utterance_s=utterance_s) for to in numbers]
+    for call in calls:
+        stack.wait_for_greeting(call)
+    return calls
 
 
 def assert_completed_by_email(document: Mapping[str, Any]) -> None:
@@ -241,6 +278,71 @@ def check_transcript(document: Mapping[str, Any], played: CallRecord) -> Transcr
 def webhook_5xx(played: CallRecord) -> int:
     """Webhooks the emulator sent that got a 5xx, or no answer at all."""
     return sum(1 for hook in played.webhooks if hook.status_code is None or hook.status_code >= 500)
+
+
+@dataclass(frozen=True)
+class CallsChecked:
+    """What `check_and_report` found: each call's transcript check, and the 5xx seen."""
+
+    checks: list[TranscriptCheck]
+    http_5xx: int
+
+    def assert_clean(self) -> None:
+        for check in self.checks:
+            check.assert_clean()
+        assert self.http_5xx == 0
+
+
+def check_and_report(
+    item: str,
+    fault: str,
+    calls: Sequence[tuple[Mapping[str, Any], CallRecord]],
+    *,
+    faults_injected: int = 1,
+    extra_5xx: int = 0,
+) -> CallsChecked:
+    """`check_transcript` of each finished call (its document, what the emulator
+    played), and the figures of them all added to `REPORT` under `item`.
+
+    Nothing is asserted here: the figures are recorded even when the test then
+    fails on them. `extra_5xx` counts 5xx answers the test saw besides the calls'
+    own webhooks.
+    """
+    checks = [check_transcript(document, played) for document, played in calls]
+    http_5xx = extra_5xx + sum(webhook_5xx(played) for _, played in calls)
+    REPORT.add(
+        Figures(
+            item=item,
+            fault=fault,
+            faults_injected=faults_injected,
+            calls_in_flight=len(calls),
+            turns_checked=sum(check.turns for check in checks),
+            turns_lost=sum(check.lost_count for check in checks),
+            duplicate_turns=sum(check.duplicate_count for check in checks),
+            http_5xx=http_5xx,
+        )
+    )
+    return CallsChecked(checks, http_5xx)
+
+
+# --- The scripted LLM ----------------------------------------------------------
+
+
+def llm_rule(pattern: str, response: dict[str, Any], times: int | None = None) -> dict[str, Any]:
+    """A fake-openai rule: `response` to requests whose last user line matches
+    `pattern`, `times` times (None: every time)."""
+    return {"match": {"last_user_regex": pattern}, "response": response, "times": times}
+
+
+def record_data(field: str, value: str) -> dict[str, Any]:
+    """The `record_data` tool call, as a rule's response carries it."""
+    return {"name": "record_data", "arguments": {"field": field, "value": value}}
+
+
+def last_user_line(request: RecordedRequest) -> str:
+    """What the callee said last in an LLM request's conversation."""
+    users = [message for message in request.body["messages"] if message.get("role") == "user"]
+    return str(users[-1]["content"]) if users else ""
 
 
 # --- Events ------------------------------------------------------------------
@@ -486,6 +588,12 @@ class RunningStack:
         """The emulator's record of the call once it has fully finished."""
         return self.emulator.wait_for_call(call.call_sid, timeout_s)
 
+    def finished(self, calls: Sequence[PlacedCall]) -> list[tuple[dict[str, Any], CallRecord]]:
+        """Each call's document once completed, with the emulator's record of it."""
+        played = [self.played(call) for call in calls]
+        documents = [self.completed_document(call.call_id) for call in calls]
+        return list(zip(documents, played, strict=True))
+
     # Twilio's side
     def webhook(
         self,
@@ -552,17 +660,26 @@ class RunningStack:
         self._mongo.close()
 
 
+@dataclass(frozen=True)
+class StackOptions:
+    """What `running_stack` runs callbot with, besides its broker and database."""
+
+    # agent_id -> definition, stored once the stack is up
+    agents: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: {EMAIL_AGENT_ID: email_agent()}
+    )
+    openai_base_url: str | None = None  # None: dialog runs without an LLM
+    dialog_deadline_ms: int = 4000
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
 @contextmanager
 def running_stack(
-    log_dir: Path,
-    rabbitmq_url: str,
-    mongodb_url: str,
-    *,
-    openai_base_url: str | None = None,
-    dialog_deadline_ms: int = 4000,
-    extra_env: Mapping[str, str] | None = None,
+    log_dir: Path, rabbitmq_url: str, mongodb_url: str, options: StackOptions | None = None
 ) -> Iterator[RunningStack]:
-    """The whole of callbot as processes in a namespace of its own; removed after."""
+    """The whole of callbot as processes in a namespace of its own, with the
+    agents of `options` stored; removed after."""
+    options = options or StackOptions()
     namespace = f"f{uuid.uuid4().hex[:10]}"
     stack = CallbotStack(
         StackConfig(
@@ -570,15 +687,17 @@ def running_stack(
             mongodb_url=mongodb_url,
             namespace=namespace,
             log_dir=log_dir,
-            openai_base_url=openai_base_url,
-            dialog_deadline_ms=dialog_deadline_ms,
-            extra_env=dict(extra_env or {}),
+            openai_base_url=options.openai_base_url,
+            dialog_deadline_ms=options.dialog_deadline_ms,
+            extra_env=dict(options.extra_env),
         )
     )
     running: RunningStack | None = None
     try:
         stack.start()
         running = RunningStack(stack, rabbitmq_url, mongodb_url)
+        for agent_id, definition in options.agents.items():
+            running.put_agent(agent_id, definition)
         yield running
     finally:
         if running is not None:

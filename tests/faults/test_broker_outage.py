@@ -25,25 +25,20 @@ from typing import Any
 import httpx
 import pytest
 from faults_harness import (
-    REPORT,
+    EMAIL_AGENT_ID,
     BrokerControl,
     EventTap,
-    Figures,
     PlacedCall,
     RunningStack,
-    check_transcript,
-    email_agent,
-    hesitant_scenario,
+    check_and_report,
     running_stack,
+    start_hesitant_calls,
     wait_until,
-    webhook_5xx,
 )
 
 from callbot.gateway.domain.fallback import GREETING_FALLBACK, TURN_FALLBACK
 
 pytestmark = pytest.mark.faults
-
-AGENT_ID = "patient"
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +64,7 @@ def stack(
     with running_stack(
         tmp_path_factory.mktemp("broker-outage"), control.url_for(vhost), mongodb_url
     ) as running:
-        running.put_agent(AGENT_ID, email_agent())
         yield running
-
-
-def start_calls(stack: RunningStack, numbers: list[str], utterance_s: float) -> list[PlacedCall]:
-    calls = []
-    for to in numbers:
-        stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=utterance_s))
-        calls.append(stack.place_call(AGENT_ID, to))
-    for call in calls:
-        stack.wait_for_greeting(call)
-    return calls
 
 
 def ready(stack: RunningStack) -> int:
@@ -115,26 +99,11 @@ def finish(
     faults: int = 1,
     extra_5xx: int = 0,
 ) -> None:
-    played = {call.call_id: stack.played(call) for call in calls}
-    documents = {call.call_id: stack.completed_document(call.call_id) for call in calls}
-    checks = [check_transcript(documents[call_id], played[call_id]) for call_id in documents]
-    http_5xx = extra_5xx + sum(webhook_5xx(record) for record in played.values())
-    REPORT.add(
-        Figures(
-            item="3",
-            fault=fault,
-            faults_injected=faults,
-            calls_in_flight=len(calls),
-            turns_checked=sum(check.turns for check in checks),
-            turns_lost=sum(check.lost_count for check in checks),
-            duplicate_turns=sum(check.duplicate_count for check in checks),
-            http_5xx=http_5xx,
-        )
-    )
-    for check in checks:
-        check.assert_clean()
-    assert http_5xx == 0
-    for document in documents.values():
+    finished = stack.finished(calls)
+    check_and_report(
+        "3", fault, finished, faults_injected=faults, extra_5xx=extra_5xx
+    ).assert_clean()
+    for document, _ in finished:
         assert document["status"] == "completed"
         assert_every_confirmed_event_stored(tap, document)
     completed = tap.count_by_call("call.completed")
@@ -148,7 +117,9 @@ def test_dropped_connections_mid_call(
 ) -> None:
     control, vhost = broker
     tap = stack.tap("call.#")
-    calls = start_calls(stack, ["+15005550311", "+15005550312", "+15005550313"], 0.4)
+    calls = start_hesitant_calls(
+        stack, ["+15005550311", "+15005550312", "+15005550313"], utterance_s=0.4
+    )
     services = control.connection_count(vhost)
 
     control.close_all_connections(vhost)
@@ -162,10 +133,10 @@ def test_broker_stopped_and_started_mid_call(
 ) -> None:
     control, _ = broker
     tap = stack.tap("call.#")
-    calls = start_calls(stack, ["+15005550321", "+15005550322"], 0.5)
+    calls = start_hesitant_calls(stack, ["+15005550321", "+15005550322"], utterance_s=0.5)
     fake = uuid.uuid4().hex[:8]
     probes = [  # Twilio reaching gateway while the broker is away
-        ("/voice/outbound", {"call_id": f"probe-{fake}-1", "agent_id": AGENT_ID},
+        ("/voice/outbound", {"call_id": f"probe-{fake}-1", "agent_id": EMAIL_AGENT_ID},
          {"CallSid": f"CA{fake}1", "AnsweredBy": "human"}, GREETING_FALLBACK),
         ("/voice/process-speech", {"call_id": f"probe-{fake}-2", "seq": "1"},
          {"CallSid": f"CA{fake}2", "SpeechResult": "Hello?"}, TURN_FALLBACK),
@@ -190,5 +161,5 @@ def test_broker_stopped_and_started_mid_call(
     )
 
     # The services serve new calls after the restart.
-    after = start_calls(stack, ["+15005550323"], 0.1)
+    after = start_hesitant_calls(stack, ["+15005550323"], utterance_s=0.1)
     finish(stack, tap, after, "a call placed after the broker restart", faults=0)

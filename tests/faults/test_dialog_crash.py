@@ -15,26 +15,22 @@ complete ordered history, and the transcript has no gap and no duplicate.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from faults_harness import (
-    REPORT,
-    Figures,
     RunningStack,
+    StackOptions,
     agent_definition,
-    check_transcript,
-    running_stack,
+    check_and_report,
+    last_user_line,
+    llm_rule,
+    place_call_saying,
+    record_data,
     wait_until,
-    webhook_5xx,
 )
 
-from callbot.testkit.fake_openai import (
-    FakeOpenAIProcess,
-    RecordedRequest,
-    start_fake_openai_process,
-)
+from callbot.testkit.fake_openai import FakeOpenAIProcess, RecordedRequest
 from callbot.testkit.processes import ServiceProcess
 
 pytestmark = pytest.mark.faults
@@ -46,56 +42,24 @@ MODEL_A, MODEL_B = "dialog-a", "dialog-b"
 HELD_BACK_S = 30.0  # far longer than any turn's budget: only the kill ends the wait
 
 
-def record_data(field: str, value: str) -> dict[str, Any]:
-    return {"name": "record_data", "arguments": {"field": field, "value": value}}
-
-
 def held_back_once(pattern: str) -> dict[str, Any]:
     """The first request whose last user line matches gets no answer in time."""
-    return {
-        "match": {"last_user_regex": pattern},
-        "response": {"text": "(never heard)", "delay_s": HELD_BACK_S},
-        "times": 1,
-    }
+    return llm_rule(pattern, {"text": "(never heard)", "delay_s": HELD_BACK_S}, times=1)
 
 
 def answer(pattern: str, text: str, *tool_calls: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "match": {"last_user_regex": pattern},
-        "response": {"text": text, "tool_calls": list(tool_calls)},
-        "times": None,
-    }
+    return llm_rule(pattern, {"text": text, "tool_calls": list(tool_calls)})
 
 
 @pytest.fixture(scope="module")
-def fake_llm() -> Iterator[FakeOpenAIProcess]:
-    with start_fake_openai_process() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    rabbitmq_url: str,
-    mongodb_url: str,
-    fake_llm: FakeOpenAIProcess,
-) -> Iterator[RunningStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("dialog-crash"),
-        rabbitmq_url,
-        mongodb_url,
+def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
+    return StackOptions(
+        agents={AGENT_ID: agent_definition(few_shot=[], past_calls=0)},
         openai_base_url=fake_llm.base_url,
         # Room for the broker to hand a dead replica's request to another one.
         dialog_deadline_ms=8000,
         extra_env={"LLM_MODEL": MODEL_A},
-    ) as running:
-        running.put_agent(AGENT_ID, agent_definition(few_shot=[], past_calls=0))
-        yield running
-
-
-def last_user_line(request: RecordedRequest) -> str:
-    users = [m for m in request.body["messages"] if m.get("role") == "user"]
-    return str(users[-1]["content"]) if users else ""
+    )
 
 
 def wait_for_llm_request(fake: FakeOpenAIProcess, pattern: str, after: int) -> RecordedRequest:
@@ -147,22 +111,19 @@ def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
             answer("415 555 0134", "Thank you!", phone),
         ]
     )
-    to = "+15005550201"
-    stack.emulator.add_scenario(
-        {
-            "to": to,
-            "speed": 50,
-            "steps": [
-                {"say": "My name is Ada Lovelace."},
-                {"say": "It is ada at example dot com."},
-                {"say": "Hold on a moment."},
-                {"say": "Are you still there?"},
-                {"say": "Call me back at +1 415 555 0134."},
-            ],
-        }
-    )
     tap = stack.tap("call.completed")
-    call = stack.place_call(AGENT_ID, to)
+    call = place_call_saying(
+        stack,
+        AGENT_ID,
+        "+15005550201",
+        [
+            "My name is Ada Lovelace.",
+            "It is ada at example dot com.",
+            "Hold on a moment.",
+            "Are you still there?",
+            "Call me back at +1 415 555 0134.",
+        ],
+    )
 
     # First kill: whichever replica holds the email turn.
     held = wait_for_llm_request(fake_llm, "example dot com", after=0)
@@ -179,21 +140,12 @@ def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
     played = stack.played(call)
     document = stack.completed_document(call.call_id)
     requests = fake_llm.control.requests()
-    check = check_transcript(document, played)
-    REPORT.add(
-        Figures(
-            item="1",
-            fault="dialog SIGKILLed mid-turn twice, second replica present",
-            faults_injected=2,
-            calls_in_flight=1,
-            turns_checked=check.turns,
-            turns_lost=check.lost_count,
-            duplicate_turns=check.duplicate_count,
-            http_5xx=webhook_5xx(played),
-        )
-    )
-    check.assert_clean()
-    assert webhook_5xx(played) == 0
+    check_and_report(
+        "1",
+        "dialog SIGKILLed mid-turn twice, second replica present",
+        [(document, played)],
+        faults_injected=2,
+    ).assert_clean()
     # The held-back turns were answered by the surviving replica, from the document.
     for pattern, victim in (("example dot com", first_victim), ("still there", second_victim)):
         served = [r for r in requests if re.search(pattern, last_user_line(r))]
@@ -233,21 +185,19 @@ def test_single_replica_killed_and_restarted_mid_turn(
             answer("Hold on", "Sure, take your time."),
         ]
     )
-    to = "+15005550202"
-    stack.emulator.add_scenario(
-        {
-            "to": to,
-            "speed": 50,
-            "steps": [
-                {"say": "This is Grace Hopper."},
-                {"say": "It is grace at navy dot mil."},
-                {"say": "Hold on a moment."},
-                {"say": "Goodbye!"},
-            ],
-        }
-    )
     tap = stack.tap("call.completed")
-    call = stack.place_call(AGENT_ID, to, {"name": "Grace"})
+    call = place_call_saying(
+        stack,
+        AGENT_ID,
+        "+15005550202",
+        [
+            "This is Grace Hopper.",
+            "It is grace at navy dot mil.",
+            "Hold on a moment.",
+            "Goodbye!",
+        ],
+        {"name": "Grace"},
+    )
 
     wait_for_llm_request(fake_llm, "navy dot mil", after=0)
     stack.dialog.kill()
@@ -255,21 +205,9 @@ def test_single_replica_killed_and_restarted_mid_turn(
 
     played = stack.played(call)
     document = stack.completed_document(call.call_id)
-    check = check_transcript(document, played)
-    REPORT.add(
-        Figures(
-            item="1",
-            fault="dialog SIGKILLed mid-turn and restarted, single replica",
-            faults_injected=1,
-            calls_in_flight=1,
-            turns_checked=check.turns,
-            turns_lost=check.lost_count,
-            duplicate_turns=check.duplicate_count,
-            http_5xx=webhook_5xx(played),
-        )
-    )
-    check.assert_clean()
-    assert webhook_5xx(played) == 0
+    check_and_report(
+        "1", "dialog SIGKILLed mid-turn and restarted, single replica", [(document, played)]
+    ).assert_clean()
     assert_every_request_had_the_whole_history(fake_llm.control.requests(), document)
     # Whether the restarted process took the turn back in time or gateway fell
     # back and the callee went on, the call reached its goodbye.

@@ -16,7 +16,7 @@ No answer may be a 5xx, and gateway may log no unhandled exception.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -27,9 +27,9 @@ from faults_harness import (
     EventTap,
     Figures,
     RunningStack,
+    StackOptions,
     agent_definition,
     log_records,
-    running_stack,
     settle,
     unhandled_errors,
 )
@@ -54,18 +54,12 @@ ANSWERS: dict[str, list[int]] = {}
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str, mongodb_url: str
-) -> Iterator[RunningStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("gateway-fuzz"),
-        rabbitmq_url,
-        mongodb_url,
+def stack_options() -> StackOptions:
+    return StackOptions(
+        agents={AGENT_ID: agent_definition(past_calls=0)},
         # Signed voice webhooks for calls nobody knows wait for dialog: keep that short.
         dialog_deadline_ms=600,
-    ) as running:
-        running.put_agent(AGENT_ID, agent_definition(past_calls=0))
-        yield running
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +76,21 @@ def counted(stack: RunningStack, phase: str, response: httpx.Response) -> httpx.
         f"{response.status_code}: {response.text[:500]}"
     )
     return response
+
+
+def report_fuzzing(
+    phase: str, fault: str, before: Mapping[str, float], after: Mapping[str, float]
+) -> None:
+    """Item 7's figures: the cases sent in `phase`, and the 5xx gateway counted
+    from `before` to `after` (`gateway_counters`)."""
+    REPORT.add(
+        Figures(
+            item="7",
+            fault=fault,
+            fuzz_cases=CASES[phase],
+            http_5xx=int(after["5xx"] - before["5xx"]),
+        )
+    )
 
 
 def gateway_counters(stack: RunningStack) -> dict[str, float]:
@@ -239,14 +248,7 @@ def test_webhooks_without_a_valid_signature_publish_nothing(
     unsigned()
     after = gateway_counters(stack)
     leaked = everything.drain()
-    REPORT.add(
-        Figures(
-            item="7",
-            fault="webhooks fuzzed, no or a wrong signature",
-            fuzz_cases=CASES["unsigned webhooks"],
-            http_5xx=int(after["5xx"] - before["5xx"]),
-        )
-    )
+    report_fuzzing("unsigned webhooks", "webhooks fuzzed, no or a wrong signature", before, after)
     assert (after["events published"], after["rpc calls"]) == (
         before["events published"],
         before["rpc calls"],
@@ -267,14 +269,7 @@ def test_signed_webhooks_never_get_a_5xx(stack: RunningStack, everything: EventT
 
     signed()
     after = gateway_counters(stack)
-    REPORT.add(
-        Figures(
-            item="7",
-            fault="webhooks fuzzed, validly signed",
-            fuzz_cases=CASES["signed webhooks"],
-            http_5xx=int(after["5xx"] - before["5xx"]),
-        )
-    )
+    report_fuzzing("signed webhooks", "webhooks fuzzed, validly signed", before, after)
     # The signature opened the door: gateway acted on some of them.
     assert after["events published"] > before["events published"]
     assert after["rpc calls"] > before["rpc calls"]
@@ -425,14 +420,7 @@ def test_api_requests_from_the_openapi_schema_never_get_a_5xx(stack: RunningStac
     api()
     after = gateway_counters(stack)
     answers = ANSWERS["api"]
-    REPORT.add(
-        Figures(
-            item="7",
-            fault="/v1/calls and /v1/agents fuzzed from the OpenAPI schema",
-            fuzz_cases=CASES["api"],
-            http_5xx=int(after["5xx"] - before["5xx"]),
-        )
-    )
+    report_fuzzing("api", "/v1/calls and /v1/agents fuzzed from the OpenAPI schema", before, after)
     # The fuzzing reached past validation: agents saved, calls placed, and refusals.
     assert {200, 201, 401, 404, 422} <= set(answers), sorted(set(answers))
     assert after["5xx"] == before["5xx"]

@@ -16,22 +16,21 @@ to its end, and the document holds exactly what was said and only valid data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from faults_harness import (
-    REPORT,
-    Figures,
     RunningStack,
+    StackOptions,
     agent_definition,
-    check_transcript,
+    check_and_report,
+    last_user_line,
+    llm_rule,
     log_records,
-    running_stack,
-    webhook_5xx,
+    place_call_saying,
+    record_data,
 )
 
-from callbot.testkit.fake_openai import FakeOpenAIProcess, start_fake_openai_process
+from callbot.testkit.fake_openai import FakeOpenAIProcess, RecordedRequest
 
 pytestmark = pytest.mark.faults
 
@@ -40,34 +39,11 @@ FALLBACK_LINE = "Sorry, give me a moment. Could you repeat that?"  # the agent's
 
 
 @pytest.fixture(scope="module")
-def fake_llm() -> Iterator[FakeOpenAIProcess]:
-    with start_fake_openai_process() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    rabbitmq_url: str,
-    mongodb_url: str,
-    fake_llm: FakeOpenAIProcess,
-) -> Iterator[RunningStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("llm-faults"),
-        rabbitmq_url,
-        mongodb_url,
+def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
+    return StackOptions(
+        agents={AGENT_ID: agent_definition(few_shot=[], past_calls=0)},
         openai_base_url=fake_llm.base_url,
-    ) as running:
-        running.put_agent(AGENT_ID, agent_definition(few_shot=[], past_calls=0))
-        yield running
-
-
-def rule(pattern: str, response: dict[str, Any], times: int | None = None) -> dict[str, Any]:
-    return {"match": {"last_user_regex": pattern}, "response": response, "times": times}
-
-
-def record(field: str, value: str) -> dict[str, Any]:
-    return {"name": "record_data", "arguments": {"field": field, "value": value}}
+    )
 
 
 def test_llm_errors_timeouts_and_bad_tool_calls_give_sensible_replies(
@@ -76,62 +52,54 @@ def test_llm_errors_timeouts_and_bad_tool_calls_give_sensible_replies(
     fake_llm.control.reset()
     fake_llm.control.add_rules(
         [
-            rule("^My name is", {"error": {"status": 429}}),
-            rule("^Sure, it is Ada", {"error": {"status": 500}}, times=3),
-            rule("^Sure, it is Ada", {"text": "Thanks, Ada. What is your email?",
-                                      "tool_calls": [record("full_name", "Ada Lovelace")]}),
-            rule("^My email is", {"text": "(too late)", "delay_s": 10}),
-            rule("^Again, ada", {"tool_calls": [{"name": "record_data",
-                                                 "arguments": '{"field": "email", "value": '}]}),
-            rule("^It is ada", {"text": "Got it. And your callback number?",
-                                "tool_calls": [record("shoe_size", "42"),
-                                               record("email", "ada@example.com")]}),
-            rule("415 555 0134", {"text": "Thank you!",
-                                  "tool_calls": [record("callback_phone", "+14155550134")]}),
+            llm_rule("^My name is", {"error": {"status": 429}}),
+            llm_rule("^Sure, it is Ada", {"error": {"status": 500}}, times=3),
+            llm_rule("^Sure, it is Ada", {
+                "text": "Thanks, Ada. What is your email?",
+                "tool_calls": [record_data("full_name", "Ada Lovelace")]}),
+            llm_rule("^My email is", {"text": "(too late)", "delay_s": 10}),
+            llm_rule("^Again, ada", {
+                "tool_calls": [{"name": "record_data",
+                                "arguments": '{"field": "email", "value": '}]}),
+            llm_rule("^It is ada", {
+                "text": "Got it. And your callback number?",
+                "tool_calls": [record_data("shoe_size", "42"),
+                               record_data("email", "ada@example.com")]}),
+            llm_rule("415 555 0134", {
+                "text": "Thank you!",
+                "tool_calls": [record_data("callback_phone", "+14155550134")]}),
         ]
     )  # fmt: skip
-    to = "+15005550501"
-    stack.emulator.add_scenario(
-        {
-            "to": to,
-            "speed": 50,
-            "steps": [
-                {"say": "My name is Ada Lovelace."},
-                {"say": "Sure, it is Ada Lovelace."},
-                {"say": "My email is ada at example dot com."},
-                {"say": "Again, ada at example dot com."},
-                {"say": "It is ada at example dot com."},
-                {"say": "Call me back at +1 415 555 0134."},
-            ],
-        }
-    )
     tap = stack.tap("call.completed")
-    call = stack.place_call(AGENT_ID, to)
+    call = place_call_saying(
+        stack,
+        AGENT_ID,
+        "+15005550501",
+        [
+            "My name is Ada Lovelace.",
+            "Sure, it is Ada Lovelace.",
+            "My email is ada at example dot com.",
+            "Again, ada at example dot com.",
+            "It is ada at example dot com.",
+            "Call me back at +1 415 555 0134.",
+        ],
+    )
     played = stack.played(call)
     document = stack.completed_document(call.call_id)
     requests = fake_llm.control.requests()
-    check = check_transcript(document, played)
     faults = {
-        "429": sum(1 for r in requests if _last_user(r.body).startswith("My name is")),
+        "429": sum(1 for r in requests if last_user_line(r).startswith("My name is")),
         "500": 3,
         "timeout": 1,
         "malformed": 1,
         "unknown field": 1,
     }
-    REPORT.add(
-        Figures(
-            item="5",
-            fault="LLM 429 storm, 500 storm, timeout, malformed and unknown tool calls",
-            faults_injected=sum(faults.values()),
-            calls_in_flight=1,
-            turns_checked=check.turns,
-            turns_lost=check.lost_count,
-            duplicate_turns=check.duplicate_count,
-            http_5xx=webhook_5xx(played),
-        )
-    )
-    check.assert_clean()
-    assert webhook_5xx(played) == 0
+    check_and_report(
+        "5",
+        "LLM 429 storm, 500 storm, timeout, malformed and unknown tool calls",
+        [(document, played)],
+        faults_injected=sum(faults.values()),
+    ).assert_clean()
     assert played.lines("agent")[1:] == [
         FALLBACK_LINE,  # 429 storm: retried while the budget lasted, then the fallback
         "Thanks, Ada. What is your email?",  # 500 x3, then answered within the budget
@@ -157,12 +125,7 @@ def test_llm_errors_timeouts_and_bad_tool_calls_give_sensible_replies(
     assert tap.count_by_call("call.completed") == {call.call_id: 1}
 
 
-def _last_user(body: dict[str, Any]) -> str:
-    users = [message for message in body["messages"] if message["role"] == "user"]
-    return str(users[-1]["content"]) if users else ""
-
-
-def _status_after(requests: list[Any], pattern: str) -> str:
+def _status_after(requests: list[RecordedRequest], pattern: str) -> str:
     """The collection-status system message of the request for `pattern`'s turn."""
-    request = next(r for r in requests if re.search(pattern, _last_user(r.body)))
+    request = next(r for r in requests if re.search(pattern, last_user_line(r)))
     return str(request.body["messages"][-1]["content"])

@@ -18,26 +18,23 @@ from collections.abc import Iterator
 
 import pytest
 from faults_harness import (
-    REPORT,
-    Figures,
+    EMAIL_AGENT_ID,
     PlacedCall,
     RunningStack,
+    StackOptions,
     assert_completed_by_email,
-    check_transcript,
-    email_agent,
-    hesitant_scenario,
+    check_and_report,
     log_records,
     queue_depth,
     running_stack,
+    start_hesitant_calls,
     wait_until,
-    webhook_5xx,
 )
 
 from callbot.testkit.mongo_standin import MongoStandinProcess, start_standin_process
 
 pytestmark = pytest.mark.faults
 
-AGENT_ID = "patient"
 CALLS_PER_OUTAGE = 2
 UNREACHABLE = "MongoDB unreachable; write retried, message stays unacknowledged"
 
@@ -60,9 +57,8 @@ def stack(
         tmp_path_factory.mktemp("mongo-outage"),
         rabbitmq_url,
         mongo.url,
-        extra_env={"MONGODB_TIMEOUT_MS": "500"},
+        StackOptions(extra_env={"MONGODB_TIMEOUT_MS": "500"}),
     ) as running:
-        running.put_agent(AGENT_ID, email_agent())
         try:
             yield running
         finally:
@@ -72,15 +68,9 @@ def stack(
 
 def start_calls(stack: RunningStack, first_number: int) -> list[PlacedCall]:
     """Calls answered and greeted (dialog has their sessions), still going on."""
-    calls = []
-    for index in range(CALLS_PER_OUTAGE):
-        to = f"+1500555040{first_number + index}"
-        # ~0.5 s of real time per utterance: the calls outlast the stop.
-        stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=0.5))
-        calls.append(stack.place_call(AGENT_ID, to))
-    for call in calls:
-        stack.wait_for_greeting(call)
-    return calls
+    numbers = [f"+1500555040{first_number + index}" for index in range(CALLS_PER_OUTAGE)]
+    # ~0.5 s of real time per utterance: the calls outlast the stop.
+    return start_hesitant_calls(stack, numbers, utterance_s=0.5)
 
 
 def retries_logged(stack: RunningStack) -> int:
@@ -92,26 +82,9 @@ def stored_turns(stack: RunningStack, calls: list[PlacedCall]) -> int:
 
 
 def finish_and_check(stack: RunningStack, calls: list[PlacedCall], fault: str) -> None:
-    played = {call.call_id: stack.played(call) for call in calls}
-    documents = {call.call_id: stack.completed_document(call.call_id) for call in calls}
-    checks = [check_transcript(documents[call_id], played[call_id]) for call_id in documents]
-    http_5xx = sum(webhook_5xx(record) for record in played.values())
-    REPORT.add(
-        Figures(
-            item="4",
-            fault=fault,
-            faults_injected=1,
-            calls_in_flight=len(calls),
-            turns_checked=sum(check.turns for check in checks),
-            turns_lost=sum(check.lost_count for check in checks),
-            duplicate_turns=sum(check.duplicate_count for check in checks),
-            http_5xx=http_5xx,
-        )
-    )
-    for check in checks:
-        check.assert_clean()
-    assert http_5xx == 0
-    for document in documents.values():
+    finished = stack.finished(calls)
+    check_and_report("4", fault, finished).assert_clean()
+    for document, _ in finished:
         assert_completed_by_email(document)
 
 
@@ -125,7 +98,9 @@ def test_persistence_retries_through_a_mongodb_outage_and_catches_up(
     mongo.stop()
     try:
         # A new call cannot be placed (gateway reads the agent): a 503 to retry.
-        refused = stack.api.post("/v1/calls", json={"agent_id": AGENT_ID, "to": "+15005550409"})
+        refused = stack.api.post(
+            "/v1/calls", json={"agent_id": EMAIL_AGENT_ID, "to": "+15005550409"}
+        )
         for call in calls:  # the calls going on do not need MongoDB
             stack.played(call)
         wait_until(lambda: retries_logged(stack) > retries_before, "persistence retrying")

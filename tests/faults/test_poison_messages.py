@@ -23,41 +23,23 @@ from __future__ import annotations
 import re
 import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from faults_harness import (
-    REPORT,
-    Figures,
+    EMAIL_AGENT_ID,
     RunningStack,
-    check_transcript,
-    email_agent,
-    hesitant_scenario,
+    check_and_report,
     log_records,
+    place_hesitant_call,
     publish_raw,
     queue_depth,
     run,
-    running_stack,
     wait_until,
-    webhook_5xx,
 )
 
 from callbot.common.contracts import CallCreated, CallStatusChanged
 
 pytestmark = pytest.mark.faults
-
-AGENT_ID = "patient"
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str, mongodb_url: str
-) -> Iterator[RunningStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("poison-messages"), rabbitmq_url, mongodb_url
-    ) as running:
-        running.put_agent(AGENT_ID, email_agent())
-        yield running
 
 
 def replay_command(stack: RunningStack, *arguments: str) -> tuple[int, list[str]]:
@@ -84,16 +66,14 @@ def test_poison_messages_end_in_the_dlq_with_a_reason_and_the_call_goes_on(
 ) -> None:
     topology = stack.topology
     events = topology.events_exchange
-    to = "+15005550801"
-    stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=0.3))
-    call = stack.place_call(AGENT_ID, to)
+    call = place_hesitant_call(stack, "+15005550801", utterance_s=0.3)
 
     conflict_sid = f"CA{uuid.uuid4().hex}"
     stack.insert_document({"_id": f"imported-{uuid.uuid4().hex[:8]}", "call_sid": conflict_sid})
     conflicting = CallCreated(
         call_id=f"call-{uuid.uuid4().hex[:8]}",
         call_sid=conflict_sid,
-        agent_id=AGENT_ID,
+        agent_id=EMAIL_AGENT_ID,
         agent_version=1,
         to="+15005550802",
         from_="+15005550001",
@@ -125,21 +105,12 @@ def test_poison_messages_end_in_the_dlq_with_a_reason_and_the_call_goes_on(
     )
     played = stack.played(call)
     document = stack.completed_document(call.call_id)
-    check = check_transcript(document, played)
-    REPORT.add(
-        Figures(
-            item="8",
-            fault="poison messages on all four kinds of consumer queue",
-            faults_injected=len(poisons),
-            calls_in_flight=1,
-            turns_checked=check.turns,
-            turns_lost=check.lost_count,
-            duplicate_turns=check.duplicate_count,
-            http_5xx=webhook_5xx(played),
-        )
-    )
-    check.assert_clean()
-    assert webhook_5xx(played) == 0
+    check_and_report(
+        "8",
+        "poison messages on all four kinds of consumer queue",
+        [(document, played)],
+        faults_injected=len(poisons),
+    ).assert_clean()
     assert document["ended_by"] == "system_complete"
 
     # Listed by the replay command, each with the queue it died in.
@@ -174,7 +145,7 @@ def test_poison_messages_end_in_the_dlq_with_a_reason_and_the_call_goes_on(
     stored = wait_until(
         lambda: stack.document(conflicting.call_id), "the replayed call.created stored"
     )
-    assert (stored["call_sid"], stored["agent_id"]) == (conflict_sid, AGENT_ID)
+    assert (stored["call_sid"], stored["agent_id"]) == (conflict_sid, EMAIL_AGENT_ID)
     wait_until(
         lambda: queue_depth(stack.rabbitmq_url, dlq) == len(poisons) - 1,
         "the poison messages that are still poison back in the dead-letter queue",

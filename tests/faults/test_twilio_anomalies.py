@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -28,13 +27,11 @@ from faults_harness import (
     Figures,
     RunningStack,
     assert_completed_by_email,
+    check_and_report,
     check_transcript,
-    email_agent,
-    hesitant_scenario,
     log_records,
-    running_stack,
+    place_hesitant_call,
     settle,
-    webhook_5xx,
 )
 
 from callbot.emulator.records import WebhookRecord
@@ -42,24 +39,12 @@ from callbot.gateway.domain.fallback import TURN_FALLBACK
 
 pytestmark = pytest.mark.faults
 
-AGENT_ID = "patient"
 # What a call's facts are; `updated_at` and the bookkeeping may move, these may not.
 FACTS = (
     "turns", "status", "status_seq", "ended_by", "ended_at", "duration_s", "answered_at",
     "answered_by", "recording", "data_collected", "data_complete", "call_sid",
     "completed_published_at",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, rabbitmq_url: str, mongodb_url: str
-) -> Iterator[RunningStack]:
-    with running_stack(
-        tmp_path_factory.mktemp("twilio-anomalies"), rabbitmq_url, mongodb_url
-    ) as running:
-        running.put_agent(AGENT_ID, email_agent())
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +59,7 @@ def facts(document: dict[str, Any]) -> dict[str, Any]:
 def test_every_webhook_sent_again_changes_nothing(stack: RunningStack, events: EventTap) -> None:
     """Each webhook is sent twice more at once while the call goes on, as soon
     as the emulator has its answer; then all of them once more after the end."""
-    to = "+15005550601"
-    stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=0.4))
-    call = stack.place_call(AGENT_ID, to)
+    call = place_hesitant_call(stack, "+15005550601", utterance_s=0.4)
     answered: list[tuple[WebhookRecord, httpx.Response]] = []
     seen = 0
     with ThreadPoolExecutor(2) as pool:
@@ -101,22 +84,13 @@ def test_every_webhook_sent_again_changes_nothing(stack: RunningStack, events: E
     after = stack.document(call.call_id) or {}
 
     duplicates = answered + after_end
-    check = check_transcript(after, played)
-    http_5xx = webhook_5xx(played) + sum(1 for _, r in duplicates if r.status_code >= 500)
-    REPORT.add(
-        Figures(
-            item="6",
-            fault=f"every webhook of a call sent again ({len(duplicates)} duplicates)",
-            faults_injected=len(duplicates),
-            calls_in_flight=1,
-            turns_checked=check.turns,
-            turns_lost=check.lost_count,
-            duplicate_turns=check.duplicate_count,
-            http_5xx=http_5xx,
-        )
-    )
-    check.assert_clean()
-    assert http_5xx == 0
+    check_and_report(
+        "6",
+        f"every webhook of a call sent again ({len(duplicates)} duplicates)",
+        [(after, played)],
+        faults_injected=len(duplicates),
+        extra_5xx=sum(1 for _, r in duplicates if r.status_code >= 500),
+    ).assert_clean()
     for hook, response in duplicates:
         assert response.status_code == hook.status_code, (hook.url, response.text)
         if hook.kind == "action":
@@ -221,8 +195,6 @@ def test_speech_for_an_unknown_call_gets_twiml_and_leaves_no_trace(
     ]
     assert not [r for r in dialog_lines + gateway_lines if "exc" in r]
     # Both still serve: a whole call goes through.
-    to = "+15005550602"
-    stack.emulator.add_scenario(hesitant_scenario(to, utterance_s=0.1))
-    call = stack.place_call(AGENT_ID, to)
+    call = place_hesitant_call(stack, "+15005550602", utterance_s=0.1)
     played = stack.played(call)
     check_transcript(stack.completed_document(call.call_id), played).assert_clean()
