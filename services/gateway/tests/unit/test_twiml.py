@@ -1,8 +1,13 @@
-"""TwiML rendering and the fallback replies: parsed XML, not compared strings."""
+"""TwiML rendering and the fallback replies: parsed XML, and the exact bytes
+the twilio library would write for the same reply."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from callbot.common.contracts import DialogReply, GatherSpec
 from callbot.gateway.domain.fallback import (
@@ -91,3 +96,66 @@ def test_voicemail_fallback_hangs_up_silently() -> None:
     assert (reply.action, reply.say, reply.ended_by) == ("hangup", "", "voicemail")
     root = ET.fromstring(render_reply_twiml(reply, ACTION))
     assert [child.tag for child in root] == ["Hangup"]
+
+
+# The renderer writes the XML itself (see twiml.py); the twilio library's
+# VoiceResponse is the reference it must match byte for byte, for any text.
+_ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.sampled_from('<>&"\r\n\t'))
+
+
+def _library_twiml(reply: DialogReply, action_url: str) -> str:
+    response = VoiceResponse()
+    spec = reply.gather
+    if reply.action == "hangup":
+        if reply.say:
+            response.say(reply.say, voice=reply.voice, language=reply.language)
+        response.hangup()
+        return str(response.to_xml())
+    gather = Gather(
+        input="speech",
+        action=action_url,
+        method="POST",
+        action_on_empty_result=True,
+        speech_timeout=spec.speech_timeout,
+        timeout=spec.timeout_s,
+        language=reply.language,
+        hints=",".join(spec.hints) or None,
+        speech_model=spec.speech_model,
+    )
+    if reply.say:
+        gather.say(reply.say, voice=reply.voice, language=reply.language)
+    response.append(gather)
+    return str(response.to_xml())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    say=_ANY_TEXT,
+    voice=_ANY_TEXT,
+    language=_ANY_TEXT,
+    action=st.sampled_from(["gather", "hangup"]),
+    action_url=_ANY_TEXT,
+    speech_timeout=_ANY_TEXT,
+    timeout_s=st.integers(min_value=0, max_value=600),
+    hints=st.lists(_ANY_TEXT, max_size=4),
+    speech_model=st.none() | _ANY_TEXT,
+)
+def test_rendering_matches_the_twilio_library_byte_for_byte(
+    say: str,
+    voice: str,
+    language: str,
+    action: str,
+    action_url: str,
+    speech_timeout: str,
+    timeout_s: int,
+    hints: list[str],
+    speech_model: str | None,
+) -> None:
+    gather = GatherSpec(
+        speech_timeout=speech_timeout,
+        timeout_s=timeout_s,
+        hints=tuple(hints),
+        speech_model=speech_model,
+    )
+    reply = _reply(say=say, voice=voice, language=language, action=action, gather=gather)
+    assert render_reply_twiml(reply, action_url) == _library_twiml(reply, action_url)
