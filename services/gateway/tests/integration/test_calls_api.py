@@ -25,7 +25,6 @@ from gateway_harness import (
     demo_agent,
     gateway_settings,
     running_gateway,
-    serving_fake_twilio,
     twilio_error,
 )
 
@@ -49,19 +48,6 @@ CALL = {
     "recipient": {"name": "Ada"},
     "variables": {"order": "A-17"},
 }
-
-
-@pytest.fixture
-async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> EventTap:
-    tap = EventTap()
-    await tap.start(amqp_connection, topology)
-    return tap
-
-
-@pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    async with serving_fake_twilio() as fake:
-        yield fake
 
 
 @pytest.fixture

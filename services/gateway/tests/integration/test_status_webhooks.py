@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from gateway_harness import EventTap, gateway_settings, post_webhook, running_gateway
 
 from callbot.common.contracts import CallRecordingUpdated, CallStatusChanged
@@ -14,13 +13,6 @@ from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 
 pytestmark = pytest.mark.rabbit
-
-
-@pytest.fixture
-async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> EventTap:
-    tap = EventTap()
-    await tap.start(amqp_connection, topology)
-    return tap
 
 
 @pytest.fixture

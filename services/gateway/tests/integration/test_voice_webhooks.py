@@ -18,7 +18,6 @@ from gateway_harness import (
     post_webhook,
     reply_for,
     scripted_dialog,
-    serving_fake_twilio,
 )
 from prometheus_client import REGISTRY
 
@@ -44,19 +43,6 @@ ANSWERED = {
     "CallStatus": "in-progress",
     "Direction": "outbound-api",
 }
-
-
-@pytest.fixture
-async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> EventTap:
-    tap = EventTap()
-    await tap.start(amqp_connection, topology)
-    return tap
-
-
-@pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    async with serving_fake_twilio() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -43,13 +43,6 @@ FIELDS = {
 
 
 @pytest.fixture
-async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> EventTap:
-    tap = EventTap()
-    await tap.start(amqp_connection, topology)
-    return tap
-
-
-@pytest.fixture
 async def client(settings: Settings, topology: Topology) -> AsyncIterator[httpx.AsyncClient]:
     configured = gateway_settings(settings, max_webhook_body_bytes=2048)
     async with running_gateway(configured) as (_app, client):
