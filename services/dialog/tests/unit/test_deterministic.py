@@ -18,7 +18,7 @@ def deterministic_ports(events: RecordingEvents) -> DialogPorts:
     store.calls["call-1"] = make_call()
     agents = AgentCache(store)
     return DialogPorts(
-        sessions=SessionRegistry(store, agents),
+        sessions=SessionRegistry(store, agents, max_size=100),
         agents=agents,
         model=DeterministicConversation(),
         events=events,

@@ -32,7 +32,7 @@ START = DialogStart(call_id="call-1", agent_id="acme", call_sid="CAcall-1", to="
 
 
 class Harness:
-    def __init__(self, model: ScriptedModel | None = None) -> None:
+    def __init__(self, model: ScriptedModel | None = None, max_sessions: int = 100) -> None:
         self.store = InMemoryDialogStore()
         self.store.agents["acme"] = make_agent()
         self.store.calls["call-1"] = make_call()
@@ -41,7 +41,7 @@ class Harness:
         self.clock = ManualClock()
         agents = AgentCache(self.store)
         self.ports = DialogPorts(
-            sessions=SessionRegistry(self.store, agents),
+            sessions=SessionRegistry(self.store, agents, max_size=max_sessions),
             agents=agents,
             model=self.model,
             events=self.events,
@@ -188,6 +188,21 @@ async def test_session_is_rebuilt_from_the_call_document_after_eviction() -> Non
     seen, heard = harness.model.calls[-1]
     assert [t.content for t in seen] == ["Hi", "hello", "One."]
     assert heard.content == "what now?"
+
+
+async def test_a_full_session_cache_drops_the_least_recent_call_and_rebuilds_it() -> None:
+    harness = Harness(ScriptedModel([ModelAnswer("One."), ModelAnswer("Two.")]), max_sessions=1)
+    await harness.start()
+    await harness.turn(1, "hello")
+    harness.store.calls["call-2"] = make_call("call-2")
+    await harness.start(call_id="call-2", call_sid="CAcall-2")  # call-1 leaves the cache
+    harness.store.calls["call-1"] = make_call(
+        turns=[said(0, "Hi"), said(1, "hello"), said(2, "From the document.")]
+    )
+    reply = await harness.turn(3, "what now?")
+    assert reply.next_seq == 5
+    seen, _heard = harness.model.calls[-1]
+    assert [t.content for t in seen] == ["Hi", "hello", "From the document."]
 
 
 async def test_a_turn_for_an_unknown_call_is_an_error() -> None:

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
+    dialog_session_cache_size: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="Live sessions one dialog replica keeps in memory (LRU; a miss rebuilds "
+        "the session from the call document).",
+    )
 
     # Twilio (gateway)
     twilio_account_sid: str = ""

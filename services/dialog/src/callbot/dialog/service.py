@@ -88,7 +88,7 @@ class DialogService:
         store = self._store or self._open_mongo_store()
         agents = AgentCache(store)
         ports = DialogPorts(
-            sessions=SessionRegistry(store, agents),
+            sessions=SessionRegistry(store, agents, max_size=settings.dialog_session_cache_size),
             agents=agents,
             model=self._conversation_model(),
             events=publisher,

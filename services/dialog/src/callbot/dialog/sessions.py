@@ -28,7 +28,6 @@ from callbot.dialog.ttl_cache import TtlLruCache
 
 log = logging.getLogger(__name__)
 
-MAX_SESSIONS = 10_000
 # Idle time after which a session is dropped; a later turn rebuilds it.
 SESSION_TTL_S = 1800.0
 # gateway usually publishes call.created long before the callee answers.
@@ -52,7 +51,7 @@ class SessionRegistry:
         store: DialogStore,
         agents: AgentCache,
         *,
-        max_size: int = MAX_SESSIONS,
+        max_size: int,
         ttl_s: float = SESSION_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
