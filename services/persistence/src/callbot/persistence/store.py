@@ -16,9 +16,9 @@ from datetime import datetime
 from functools import singledispatch
 from typing import Any, Protocol, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from callbot.common.agents import Agent
@@ -182,6 +182,8 @@ class ConditionalUpdate:
 
 
 _UNCLAIMED = {"completed_claimed_at": None}
+# The codes MongoDB answers a unique index collision with (as pymongo's DuplicateKeyError).
+_DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 
 # settle_ended_by: the `callee_hangup` guess becomes `voicemail` once a machine answer is known.
 _VOICEMAIL_WHEN_MACHINE = ConditionalUpdate(
@@ -331,15 +333,35 @@ class MongoCallStore:
         await self._calls.create_indexes(list(CALL_INDEXES))
 
     async def apply(self, event: CallEvent) -> None:
-        for step in mongo_updates(event):
-            await self._update(event.call_id, step)
+        steps = mongo_updates(event)
+        # One round trip for all of an event's updates (a turn has two): an
+        # ordered batch applies them in turn and stops at the first error.
+        operations = [
+            UpdateOne(*self._selector_and_update(event.call_id, s), upsert=s.upsert) for s in steps
+        ]
+        try:
+            await self._calls.bulk_write(operations, ordered=True)
+        except BulkWriteError as exc:
+            failed = exc.details["writeErrors"][0]
+            if failed["code"] not in _DUPLICATE_KEY_CODES or not steps[failed["index"]].upsert:
+                raise
+            # An upsert collided: settle it as a lone update does, then the rest,
+            # which the ordered batch left unapplied.
+            for step in steps[failed["index"] :]:
+                await self._update(event.call_id, step)
 
-    async def _update(self, call_id: str, step: ConditionalUpdate) -> None:
+    def _selector_and_update(
+        self, call_id: str, step: ConditionalUpdate
+    ) -> tuple[Document, Document]:
         selector = {"_id": call_id, **step.condition}
         update = {
             **step.update,
             "$set": {**step.update.get("$set", {}), "updated_at": self._clock()},
         }
+        return selector, update
+
+    async def _update(self, call_id: str, step: ConditionalUpdate) -> None:
+        selector, update = self._selector_and_update(call_id, step)
         if not step.upsert:
             await self._calls.update_one(selector, update)
             return
