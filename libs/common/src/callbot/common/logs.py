@@ -66,6 +66,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # The Twilio client logs every request header and response at INFO: eleven
     # lines per call placed; gateway's own "call placed" line says what matters.
     logging.getLogger("twilio.http_client").setLevel(max(logging.WARNING, root.level))
+    # "service started" and "service stopped" are said at any LOG_LEVEL: two
+    # lines a process, and what ops and the test harness wait for.
+    logging.getLogger("callbot.common.lifecycle").setLevel(logging.INFO)
     # What a record collects that no line prints (the JSON leaves out the
     # caller's file and line, thread and process): skipped, as the logging
     # HOWTO's "Optimization" section describes, ~2 us less per line.
