@@ -44,6 +44,9 @@ STANDIN_NOTE = (
     "not a real server): persistence figures describe the stand-in"
 )
 LLM_ANSWER = "Sure, here is one short sentence."
+SPEECH = "I would like to hear more about the new plan"  # what every emulated callee says
+# The final status callback's SequenceNumber: newer than any the emulator sent.
+FINAL_STATUS_SEQUENCE = 1_000
 AGENT = {
     "name": "Bench",
     "greeting": "Hello, this is a latency bench.",
@@ -82,6 +85,10 @@ class BenchStack:
         stack = self.stack
         services = [stack.gateway, *stack.dialog_replicas, stack.persistence]
         return {s.name: s.pid for s in services if s is not None and s.pid is not None}
+
+    def service_rss(self) -> dict[str, float]:
+        """Each service's resident set now, MiB."""
+        return {name: rss_mib(pid) for name, pid in self.service_pids().items()}
 
     def all_pids(self) -> dict[str, int]:
         """The services, and everything else on the machine a turn costs CPU in."""
@@ -186,6 +193,11 @@ class TurnAnswer:
     @property
     def ok(self) -> bool:
         return self.status == 200 and self.next_seq is not None and not self.fallback
+
+    def follows(self, seq: int) -> bool:
+        """A good answer to the user turn `seq`: the reply is `seq + 1`, so
+        Twilio's next `<Gather>` posts `seq + 2`."""
+        return self.ok and self.next_seq == seq + 2
 
 
 class Callee:

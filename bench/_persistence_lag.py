@@ -14,17 +14,10 @@ from __future__ import annotations
 import os
 
 from callbot.common.contracts import CallEvent, CallTurnRecorded, utcnow
-from callbot.common.lifecycle import run_service
-from callbot.common.logs import configure_logging
-from callbot.common.metrics import serve_metrics
-from callbot.common.settings import load_settings
-from callbot.persistence.service import PersistenceService
+from callbot.persistence.__main__ import main as run_persistence
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging("persistence", settings.log_level)
-    serve_metrics(settings.metrics_port)
     with open(os.environ["BENCH_LAG_FILE"], "a", buffering=1, encoding="utf-8") as sink:
 
         def record(event: CallEvent) -> None:
@@ -32,7 +25,7 @@ def main() -> None:
             lag_s = (utcnow() - event.occurred_at).total_seconds()
             sink.write(f"{event.call_id} {type(event).__name__} {seq} {lag_s:.6f}\n")
 
-        run_service(PersistenceService(settings, on_stored=record))
+        run_persistence(on_stored=record)
 
 
 if __name__ == "__main__":

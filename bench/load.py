@@ -18,7 +18,8 @@ the next step starts with only its own calls live. Persistence lag is
 publish -> durable write of every `call.turn` of the step (bench/_persistence_lag.py).
 
 Usage: .venv/bin/python bench/load.py [--dialog-replicas 1] [--steps 25,50,100,...]
-       [--step-s 30] [--profile-at N]  (py-spy on every service at a step of N calls)
+       [--step-s 30] [--max-p99-ms 100] [--profile-dir DIR]  (py-spy on every service,
+       every step; it costs CPU itself, so take the knee from a run without it)
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import httpx
 import uvloop
 from _harness import (
     DEFAULT_RABBITMQ_URL,
+    FINAL_STATUS_SEQUENCE,
+    SPEECH,
     BenchStack,
     Callee,
     CpuMeter,
@@ -42,18 +45,15 @@ from _harness import (
     machine_line,
     place_calls,
     read_lags,
-    rss_mib,
     running_stack,
 )
 from _profile import ServiceProfiles
 from _stats import summary_ms
 
-SPEECH = "I would like to hear more about the new plan"
 TURN_GAP_S = (3.0, 5.0)
 DRAIN_TIMEOUT_S = 120.0
-FINAL_STATUS_SEQUENCE = 1_000
 # Connections, caches and lazy imports settle before the first counted step.
-WARM_UP_CALLS, WARM_UP_S = 10, 12.0  # newer than any status the emulator sent
+WARM_UP_CALLS, WARM_UP_S = 10, 12.0
 
 
 @dataclass
@@ -87,7 +87,7 @@ async def speak(
         except httpx.HTTPError as error:
             result.errors.append(f"{call.call_id} seq {seq}: {type(error).__name__}")
             return
-        if not answer.ok or answer.next_seq != seq + 2:
+        if not answer.follows(seq):
             result.errors.append(f"{call.call_id} seq {seq}: {answer}")
             return
         result.latencies_s.append(answer.elapsed_s)
@@ -140,7 +140,7 @@ async def run_step(
     result.cpu_percent = {
         name: 100 * used / result.window_s for name, used in meter.used_s().items()
     }
-    result.rss_mib = {name: rss_mib(pid) for name, pid in bench.service_pids().items()}
+    result.rss_mib = bench.service_rss()
     if profiles is not None:
         await profiles.finish()
     await verify_stored(api, calls, result)
@@ -182,7 +182,7 @@ async def ramp(
     ):
         print(
             "idle RSS MiB: "
-            + ", ".join(f"{name} {rss_mib(pid):.0f}" for name, pid in bench.service_pids().items())
+            + ", ".join(f"{name} {mib:.0f}" for name, mib in bench.service_rss().items())
         )
         warm_up = await run_step(bench, api, client, WARM_UP_CALLS, WARM_UP_S, None)
         print(f"warm-up: {WARM_UP_CALLS} calls for {WARM_UP_S:.0f} s, not counted")

@@ -2,7 +2,7 @@
 after those calls ended.
 
 A live session is a call in progress whose history dialog holds in its
-session cache (bounded: `MAX_SESSIONS` entries, least recently used first
+session cache (bounded: `DIALOG_SESSION_CACHE_SIZE` entries, least recently used first
 out, each expiring `SESSION_TTL_S` after its last turn; a terminal
 `call.status` evicts it at once). The bench places N calls (`POST /v1/calls`,
 the Twilio emulator answers and stays silent), speaks `--turns` user turns on
@@ -23,25 +23,21 @@ import httpx
 import uvloop
 from _harness import (
     DEFAULT_RABBITMQ_URL,
+    FINAL_STATUS_SEQUENCE,
+    SPEECH,
     BenchStack,
     Callee,
     PlacedCall,
     api_headers,
     machine_line,
     place_calls,
-    rss_mib,
     running_stack,
 )
 
-from callbot.dialog.sessions import MAX_SESSIONS, SESSION_TTL_S
+from callbot.common.settings import Settings
+from callbot.dialog.sessions import SESSION_TTL_S
 
-SPEECH = "I would like to hear more about the new plan"
 SETTLE_S = 2.0  # let the final events drain before reading RSS after hang-up
-FINAL_STATUS_SEQUENCE = 1_000
-
-
-def rss_line(bench: BenchStack) -> dict[str, float]:
-    return {name: rss_mib(pid) for name, pid in bench.service_pids().items()}
 
 
 def print_rss(label: str, rss: dict[str, float], baseline: dict[str, float] | None = None) -> None:
@@ -57,12 +53,12 @@ async def talk(callee: Callee, call: PlacedCall, turns: int, gate: asyncio.Semap
         seq = 1 + 2 * index
         async with gate:
             answer = await callee.say(call, seq, SPEECH)
-        if not answer.ok or answer.next_seq != seq + 2:
+        if not answer.follows(seq):
             raise RuntimeError(f"turn {seq} of {call.call_id}: unexpected answer {answer}")
 
 
 async def measure(bench: BenchStack, sessions: int, turns: int, rounds: int) -> None:
-    idle = rss_line(bench)
+    idle = bench.service_rss()
     print_rss("idle", idle)
     limits = httpx.Limits(max_connections=64)
     async with (
@@ -76,20 +72,22 @@ async def measure(bench: BenchStack, sessions: int, turns: int, rounds: int) -> 
             calls = await place_calls(api, sessions, in_flight=16)
             gate = asyncio.Semaphore(16)
             await asyncio.gather(*(talk(callee, call, turns, gate) for call in calls))
-            live = rss_line(bench)
+            live = bench.service_rss()
             print_rss(f"round {round_number}: {sessions} live sessions", live, idle)
             if round_number == 1:
                 per_session_kib = (live["dialog"] - idle["dialog"]) * 1024 / sessions
+                bound = Settings().dialog_session_cache_size
                 print(
                     f"  dialog: {per_session_kib:.1f} KiB per live session of {1 + 2 * turns} "
-                    f"turns; the cache holds at most {MAX_SESSIONS} sessions (each at most "
+                    f"turns; the cache holds at most {bound} sessions "
+                    f"(DIALOG_SESSION_CACHE_SIZE; each at most "
                     f"{SESSION_TTL_S / 60:.0f} min after its last turn)"
                 )
             await asyncio.gather(
                 *(callee.hang_up(call, FINAL_STATUS_SEQUENCE, 60) for call in calls)
             )
             await asyncio.sleep(SETTLE_S)
-            print_rss(f"round {round_number}: those calls ended", rss_line(bench), idle)
+            print_rss(f"round {round_number}: those calls ended", bench.service_rss(), idle)
 
 
 def main() -> None:

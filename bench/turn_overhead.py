@@ -33,6 +33,7 @@ import uvloop
 from _floor import raw_rpc_round_trips, start_bare  # bench/ is on sys.path here
 from _harness import (
     DEFAULT_RABBITMQ_URL,
+    SPEECH,
     BenchStack,
     Callee,
     CpuMeter,
@@ -45,8 +46,6 @@ from _harness import (
 from _stats import print_row, summary_ms
 
 from callbot.testkit.processes import free_port
-
-SPEECH = "I would like to hear more about the new plan"
 
 
 async def timed(
@@ -101,7 +100,7 @@ async def measure_turns(
         async def turn() -> float:
             call, seq = next(steps)
             answer = await callee.say(call, seq, SPEECH)
-            if not answer.ok or answer.next_seq != seq + 2:
+            if not answer.follows(seq):
                 raise RuntimeError(f"turn {seq} of {call.call_id}: unexpected answer {answer}")
             return answer.elapsed_s
 
