@@ -4,6 +4,7 @@ RabbitMQ, a scripted persistence RPC and in-memory documents."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -219,6 +220,37 @@ async def test_a_body_that_is_not_utf8_is_a_4xx_not_a_500(
     assert fake_twilio.creates == []
 
 
+# JSON that MongoDB cannot store as it is, as raw JSON text (httpx's encoder
+# would refuse some of it), and where the 422 must say the problem is.
+UNSTORABLE = [
+    pytest.param('{"n": 9223372036854775808}', "n: 9223372036854775808 is outside", id="int>8B"),
+    pytest.param('{"n": NaN}', "n: nan is not a finite number", id="NaN"),
+    pytest.param(
+        '{"n": ["\\ud800"]}', "n[0]: '\\ud800' holds a lone UTF-16 surrogate", id="lone-surrogate"
+    ),
+    pytest.param('{"$where": 1}', "key '$where' starts with '$'", id="dollar-key"),
+    pytest.param('{"n": {"a\\u0000b": 1}}', "n: key 'a\\x00b' contains a NUL", id="nul-key"),
+    pytest.param('{"n": ' + "[" * 40 + "]" * 40 + "}", "nested deeper than 32 levels", id="deep"),
+]
+
+
+@pytest.mark.parametrize("where", ["recipient", "variables"])
+@pytest.mark.parametrize(("value", "problem"), UNSTORABLE)
+async def test_call_data_mongodb_cannot_store_is_422_naming_the_place(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, where: str, value: str, problem: str
+) -> None:
+    fields = {**CALL, where: "VALUE"}
+    body = json.dumps(fields).replace('"VALUE"', value)
+    response = await client.post(
+        "/v1/calls", content=body, headers={**api_headers(), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", where]
+    assert problem in error["msg"]
+    assert fake_twilio.creates == []
+
+
 async def test_unknown_agent_is_404(client: httpx.AsyncClient, fake_twilio: FakeTwilio) -> None:
     response = await client.post(
         "/v1/calls", json={**CALL, "agent_id": "nobody"}, headers=api_headers()
@@ -321,6 +353,23 @@ async def test_put_invalid_agent_is_422_and_not_saved(
     response = await client.put("/v1/agents/survey", json=body, headers=api_headers())
     assert response.status_code == 422
     assert message in str(response.json()["detail"])
+    assert saved_agents == []
+
+
+@pytest.mark.parametrize(("value", "problem"), UNSTORABLE)
+async def test_agent_mcp_settings_mongodb_cannot_store_are_422_and_not_saved(
+    client: httpx.AsyncClient, saved_agents: list[AgentSave], value: str, problem: str
+) -> None:
+    body = json.dumps(_definition(mcp=["VALUE"])).replace('"VALUE"', value)
+    response = await client.put(
+        "/v1/agents/survey",
+        content=body,
+        headers={**api_headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "mcp", 0]
+    assert problem in error["msg"]
     assert saved_agents == []
 
 

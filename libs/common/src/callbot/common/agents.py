@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from callbot.common.storable import StorableObject
+
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
 AmdMode = Literal["off", "sync", "async"]
 
@@ -96,7 +98,7 @@ class Agent(_Model):
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)
-    mcp: tuple[dict[str, Any], ...] = ()
+    mcp: tuple[StorableObject, ...] = ()
     knowledge: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -53,15 +55,26 @@ async def _malformed_webhook(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, but safe for a body that is not UTF-8: FastAPI's own
-    handler echoes the raw bytes back and fails decoding them (a 500)."""
+    """FastAPI's 422, but safe for any body: FastAPI's own handler echoes what
+    it rejected, and fails (a 500) on bytes that are not UTF-8 and on the
+    `NaN` or lone surrogate (`"\\ud800"`) Python's JSON parser lets through."""
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_as_text})
-    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    detail = [{key: _renderable(value) for key, value in error.items()} for error in errors]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _bytes_as_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
+
+
+def _renderable(value: Any) -> Any:
+    """`value` itself if it is strict JSON, else its repr (ASCII escapes)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return repr(value)
+    return value
 
 
 async def _mongodb_unreachable(_request: Request, exc: Exception) -> JSONResponse:

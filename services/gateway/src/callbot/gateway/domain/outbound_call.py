@@ -9,6 +9,7 @@ import phonenumbers
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from callbot.common.agents import Agent, AmdMode
+from callbot.common.storable import StorableObject
 from callbot.gateway.domain.callback_urls import CallbackUrls
 
 # Twilio's status callback events: all four, so persistence sees every step.
@@ -57,10 +58,10 @@ class CallRequest(BaseModel):
     from_: E164Number | None = Field(
         default=None, alias="from", description="Caller ID, E.164; default TWILIO_FROM_NUMBER."
     )
-    recipient: dict[str, Any] = Field(
+    recipient: StorableObject = Field(
         default_factory=dict, description="Who is called (e.g. name); `{recipient.<key>}`."
     )
-    variables: dict[str, Any] = Field(
+    variables: StorableObject = Field(
         default_factory=dict, description="Call data the agent's templates use."
     )
     machine_detection: AmdMode | None = Field(
