@@ -18,7 +18,7 @@ from callbot.common.mongo import CALLS, Document
 from callbot.common.settings import Settings
 from callbot.dialog.service import DialogService
 from callbot.dialog.store import MongoDialogStore
-from callbot.testkit.fake_openai import FakeOpenAI
+from callbot.testkit.fake_openai import FakeOpenAI, Rule, RuleMatch, ScriptedResponse
 
 pytestmark = [pytest.mark.rabbit, pytest.mark.mongo]
 
@@ -115,6 +115,55 @@ async def test_goodbye_through_end_call(running: Running) -> None:
     await wait_until(
         lambda: any(
             isinstance(e, CallEnding) and e.reason == "callee is busy"
+            for e in running.writer.events
+        )
+    )
+
+
+async def test_a_reply_with_a_lone_surrogate_is_spoken_and_stored_with_a_replacement_char(
+    running: Running,
+) -> None:
+    # model_construct: the fake's own validation refuses what a real model can send.
+    reply_text = ScriptedResponse.model_construct(
+        text="Thanks \ud800 Ada. What is your email?", tool_calls=[], error=None, delay_s=0.0
+    )
+    running.fake.add_rules([Rule.model_construct(match=RuleMatch(), response=reply_text, times=1)])
+    await seed_call(running.database, "call-1")
+    await running.caller.start("call-1")
+    reply = await running.caller.turn("call-1", 1, "It's Ada Lovelace")
+    assert reply.say == "Thanks \ufffd Ada. What is your email?"
+    await running.writer.wait_for_turns("call-1", 3)
+    stored = await running.database[CALLS].find_one({"_id": "call-1"})
+    assert stored is not None
+    assert stored["turns"][2]["content"] == reply.say
+
+
+async def test_tool_arguments_mongodb_cannot_store_are_refused_or_mended(
+    running: Running,
+) -> None:
+    # Arguments are a JSON string: these escapes decode to lone surrogates.
+    running.fake.when(last_user_regex="Ada").reply_tool_calls(
+        {"name": "record_data", "arguments": '{"field": "full_name", "value": "Ada \\ud800"}'},
+        text="Thanks.",
+    )
+    running.fake.when(last_user_regex="busy").reply_tool_calls(
+        {"name": "end_call", "arguments": '{"reason": "callee is busy \\udc00"}'}
+    )
+    await seed_call(running.database, "call-1")
+    await running.caller.start("call-1")
+    refused = await running.caller.turn("call-1", 1, "It's Ada Lovelace")
+    assert refused.action == "gather"
+    assert "full name" in refused.say  # asked again: the value was not recorded
+    ended = await running.caller.turn("call-1", 3, "I'm busy, goodbye")
+    assert (ended.action, ended.ended_by) == ("hangup", "user_goodbye")
+
+    await running.writer.wait_for_turns("call-1", 5)
+    stored = await running.database[CALLS].find_one({"_id": "call-1"})
+    assert stored is not None
+    assert stored.get("data_collected", {}) == {}
+    await wait_until(
+        lambda: any(
+            isinstance(e, CallEnding) and e.reason == "callee is busy \ufffd"
             for e in running.writer.events
         )
     )

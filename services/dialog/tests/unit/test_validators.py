@@ -51,6 +51,11 @@ def test_valid_values_are_normalised(kind: str, given: object, stored: object) -
         ("phone", "call me maybe"),
         ("number", "forty"),
         ("number", True),
+        ("number", 2**63),  # beyond MongoDB's 8-byte integers
+        ("number", "99999999999999999999"),
+        ("number", float("inf")),
+        ("number", float("nan")),
+        ("string", "Ada \ud800"),  # a lone surrogate: not Unicode MongoDB can store
         ("date", "next tuesday"),
         ("date", "2024-02-30"),
         ("boolean", "maybe"),

@@ -309,7 +309,7 @@ class _Completion:
         chunks.append(self._chunk({}, finish_reason=self.finish_reason))
         if self.include_usage_chunk:
             chunks.append(self._envelope(choices=[], usage=self.usage))
-        events = [f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n" for chunk in chunks]
+        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
         events.append("data: [DONE]\n\n")
         return events
 
@@ -416,7 +416,9 @@ def _bad_request(message: str) -> JSONResponse:
 def _completion_response(completion: _Completion, stream: bool) -> Response:
     if stream:
         return StreamingResponse(iter(completion.as_sse_events()), media_type="text/event-stream")
-    return JSONResponse(completion.as_json())
+    # ASCII with \u escapes: text holding a lone surrogate (a model can emit half
+    # an emoji) travels as JSON's `\ud800` escape instead of failing to encode.
+    return Response(json.dumps(completion.as_json()), media_type="application/json")
 
 
 async def _wait_unless_client_leaves(request: Request, delay_s: float) -> None:

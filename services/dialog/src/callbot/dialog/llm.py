@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from callbot.common.calls import Turn
 from callbot.common.settings import Settings
+from callbot.common.storable import well_formed_text
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_tool_call
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
@@ -122,4 +123,5 @@ def _to_answer(completion: ChatCompletion) -> ModelAnswer:
         function: Any = getattr(call, "function", None)  # custom (non-function) tools have none
         if function is not None:
             actions.append(parse_tool_call(function.name, function.arguments or ""))
-    return ModelAnswer(text=message.content or "", actions=tuple(actions))
+    # The reply is spoken, stored, published and logged: no lone surrogates.
+    return ModelAnswer(text=well_formed_text(message.content or ""), actions=tuple(actions))

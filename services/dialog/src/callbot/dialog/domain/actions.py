@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from callbot.common.storable import well_formed_text
+
 RECORD_DATA = "record_data"
 END_CALL = "end_call"
 
@@ -57,8 +59,9 @@ def parse_tool_call(name: str, arguments: str) -> Action:
         field = parsed.get("field")
         if not isinstance(field, str) or not field:
             return UnusableToolCall("record_data needs a 'field' name")
-        return RecordData(field=field, value=parsed.get("value"))
+        # The value is judged by the field's validator, which refuses what MongoDB cannot store.
+        return RecordData(field=well_formed_text(field), value=parsed.get("value"))
     if name == END_CALL:
         reason = parsed.get("reason")
-        return EndCall(reason=reason if isinstance(reason, str) else "")
+        return EndCall(reason=well_formed_text(reason) if isinstance(reason, str) else "")
     return UnusableToolCall(f"there is no tool named {name!r}; use record_data or end_call")

@@ -16,6 +16,7 @@ from typing import Any
 import phonenumbers
 
 from callbot.common.agents import DataField
+from callbot.common.storable import storable_problem
 
 MAX_STRING_LENGTH = 500
 
@@ -70,6 +71,15 @@ def region_of(language: str) -> str | None:
 
 def validate_value(field: DataField, value: object, region: str | None) -> Validation:
     """Accept `value` for `field` (normalised) or say why it is not acceptable."""
+    validation = _validate(field, value, region)
+    if isinstance(validation, Accepted):
+        problem = storable_problem(validation.value)
+        if problem:
+            return Rejected(f"cannot be stored: {problem}")
+    return validation
+
+
+def _validate(field: DataField, value: object, region: str | None) -> Validation:
     if value is None or (isinstance(value, str) and not value.strip()):
         return Rejected(f"no value was given for {field.description}")
     if field.type == "boolean":
