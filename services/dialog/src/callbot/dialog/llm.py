@@ -50,6 +50,9 @@ class OpenAIConversation:
             api_key=api_key or "not-needed",
             base_url=settings.openai_base_url,
             max_retries=0,  # retries are ours, bounded by the turn's deadline
+            # aiohttp under the client's httpx2 interface: about 0.3 ms less CPU
+            # per request than httpx2's own transport (docs/performance.md).
+            http_client=openai.DefaultAioHttpClient(),
         )
         self._default_model = settings.llm_model
 
