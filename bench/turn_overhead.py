@@ -18,6 +18,8 @@ MongoDB: MONGODB_URL when set, else the in-memory MongoDB-wire stand-in (the
 turn path does not wait for MongoDB: dialog reads it once per call).
 
 Usage: .venv/bin/python bench/turn_overhead.py [--turns 600] [--turns-per-call 20]
+       [--log-level INFO] [--profile-dir DIR]  (py-spy on every service while the
+       timed turns run; profiling costs CPU itself, so compare figures without it)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -43,6 +46,7 @@ from _harness import (
     place_calls,
     running_stack,
 )
+from _profile import ServiceProfiles
 from _stats import print_row, summary_ms
 
 from callbot.testkit.processes import free_port
@@ -83,7 +87,11 @@ async def measure_bare(count: int, warm_up: int) -> list[float]:
 
 
 async def measure_turns(
-    bench: BenchStack, turns: int, turns_per_call: int, warm_up: int
+    bench: BenchStack,
+    turns: int,
+    turns_per_call: int,
+    warm_up: int,
+    profiles: ServiceProfiles | None,
 ) -> list[float]:
     calls_needed = -(-(turns + warm_up) // turns_per_call)
     async with httpx.AsyncClient(
@@ -105,12 +113,21 @@ async def measure_turns(
             return answer.elapsed_s
 
         label = f"callbot: /voice/process-speech, {turns_per_call} turns/call"
+        warm_up_started = time.perf_counter()
         for _ in range(warm_up):
             await turn()
+        if profiles is not None:
+            # py-spy records for a fixed time: most of what the timed turns
+            # should take at the warm-up's pace.
+            per_turn_s = (time.perf_counter() - warm_up_started) / warm_up
+            await profiles.start(bench.service_pids(), max(1.0, 0.8 * turns * per_turn_s))
         meter = CpuMeter(bench.all_pids())
         meter.start()
         samples = await timed(label, turn, turns, 0)
         print("  " + meter.report(turns, "turn"))
+        if profiles is not None:
+            await profiles.finish()
+            profiles.print_top(12)
         return samples
 
 
@@ -132,13 +149,19 @@ async def measure_llm_hop(bench: BenchStack, turns_per_call: int, count: int) ->
         )
 
 
-async def measure(bench: BenchStack, turns: int, turns_per_call: int, rabbitmq_url: str) -> None:
+async def measure(
+    bench: BenchStack,
+    turns: int,
+    turns_per_call: int,
+    rabbitmq_url: str,
+    profiles: ServiceProfiles | None,
+) -> None:
     warm_up = 50
     bare_samples = await measure_bare(turns, warm_up)
     started = time.perf_counter()
     rpc_samples = await raw_rpc_round_trips(rabbitmq_url, turns, warm_up)
     print_row("floor: raw aio-pika RPC round trip", rpc_samples, time.perf_counter() - started)
-    turn_samples = await measure_turns(bench, turns, turns_per_call, warm_up)
+    turn_samples = await measure_turns(bench, turns, turns_per_call, warm_up, profiles)
     llm_samples = await measure_llm_hop(bench, turns_per_call, turns)
 
     bare_ms, rpc_ms, turn_ms, llm_ms = (
@@ -154,14 +177,17 @@ async def measure(bench: BenchStack, turns: int, turns_per_call: int, rabbitmq_u
         )
 
 
-def main(turns: int, turns_per_call: int, rabbitmq_url: str, log_level: str) -> None:
+def main(
+    turns: int, turns_per_call: int, rabbitmq_url: str, log_level: str, profile_dir: Path | None
+) -> None:
+    profiles = ServiceProfiles(profile_dir) if profile_dir else None
     with running_stack(rabbitmq_url, log_level) as bench:
         print(machine_line())
         print(
             f"{bench.mongo_kind}\nservices' LOG_LEVEL={log_level}  {turns} sequential turns, "
             f"{turns_per_call} user turns per call"
         )
-        uvloop.run(measure(bench, turns, turns_per_call, rabbitmq_url))
+        uvloop.run(measure(bench, turns, turns_per_call, rabbitmq_url, profiles))
         print(machine_line())
 
 
@@ -171,5 +197,12 @@ if __name__ == "__main__":
     parser.add_argument("--turns-per-call", type=int, default=20)
     parser.add_argument("--rabbitmq-url", default=DEFAULT_RABBITMQ_URL)
     parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
+    parser.add_argument("--profile-dir", type=Path, help="py-spy every service during the turns")
     arguments = parser.parse_args()
-    main(arguments.turns, arguments.turns_per_call, arguments.rabbitmq_url, arguments.log_level)
+    main(
+        arguments.turns,
+        arguments.turns_per_call,
+        arguments.rabbitmq_url,
+        arguments.log_level,
+        arguments.profile_dir,
+    )
