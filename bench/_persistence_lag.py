@@ -1,7 +1,8 @@
 """persistence exactly as `python -m callbot.persistence` runs it, plus the
 service's `on_stored` hook writing each event's publish -> durable-write lag
 to the file named by BENCH_LAG_FILE, one line per event:
-`call_id EventClass seq lag_s` (seq -1 for events other than a turn).
+`call_id EventClass seq lag_s` (seq: a `call.turn`'s last turn, -1 for other
+events).
 
 Started by bench/_harness.py in place of persistence (`python -m _persistence_lag`
 with bench/ on PYTHONPATH). The lag is `occurred_at` (set by the publisher
@@ -21,7 +22,7 @@ def main() -> None:
     with open(os.environ["BENCH_LAG_FILE"], "a", buffering=1, encoding="utf-8") as sink:
 
         def record(event: CallEvent) -> None:
-            seq = event.turn.seq if isinstance(event, CallTurnRecorded) else -1
+            seq = event.last_seq if isinstance(event, CallTurnRecorded) else -1
             lag_s = (utcnow() - event.occurred_at).total_seconds()
             sink.write(f"{event.call_id} {type(event).__name__} {seq} {lag_s:.6f}\n")
 

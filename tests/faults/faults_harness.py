@@ -373,6 +373,27 @@ class EventTap:
     def count_by_call(self, event_type: str) -> Counter[str]:
         return Counter(str(event.get("call_id")) for event in self.of_type(event_type))
 
+    def exchanges_beyond(
+        self, stored: set[tuple[str, int]], call_ids: set[str]
+    ) -> list[dict[str, Any]]:
+        """The `call.turn` events of these calls that carry a turn `stored`
+        (`(call_id, seq)` pairs) does not hold."""
+        return [
+            event
+            for event in self.of_type("call.turn")
+            if event.get("call_id") in call_ids
+            and any((event["call_id"], turn["seq"]) not in stored for turn in event["turns"])
+        ]
+
+    def turns_published(self, call_id: str) -> list[tuple[int, str]]:
+        """`(seq, content)` of every turn the `call.turn` events of the call carried."""
+        return [
+            (turn["seq"], turn["content"])
+            for event in self.of_type("call.turn")
+            if event.get("call_id") == call_id
+            for turn in event["turns"]
+        ]
+
     async def _declare(self) -> None:
         async with await aio_pika.connect(self._url) as connection:
             channel = await connection.channel()
@@ -641,6 +662,14 @@ class RunningStack:
             return bool(document and document.get("turns"))
 
         wait_until(greeted, f"the greeting of call {call.call_id} stored")
+
+    def stored_seqs(self, calls: Sequence[PlacedCall]) -> set[tuple[str, int]]:
+        """`(call_id, seq)` of every turn of these calls stored now."""
+        return {
+            (call.call_id, turn["seq"])
+            for call in calls
+            for turn in (self.document(call.call_id) or {}).get("turns", [])
+        }
 
     def completed_document(self, call_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
         """The call's document once `call.completed` has been published for it."""

@@ -115,10 +115,11 @@ def test_persistence_retries_through_a_mongodb_outage_and_catches_up(
 def test_nothing_is_acknowledged_before_mongodb_has_it(
     stack: RunningStack, mongo: MongoStandinProcess
 ) -> None:
-    tap = stack.tap("call.completed")
+    tap = stack.tap("call.completed", "call.turn")
     calls = start_calls(stack, first_number=5)
     retries_before = retries_logged(stack)
     turns_before = stored_turns(stack, calls)
+    seqs_before = stack.stored_seqs(calls)
 
     mongo.stop()
     try:
@@ -133,8 +134,10 @@ def test_nothing_is_acknowledged_before_mongodb_has_it(
     stack.persistence.start()
 
     finish_and_check(stack, calls, "MongoDB stopped mid-call, persistence SIGKILLed meanwhile")
-    # Every turn published during the outage (and more events) was still queued.
+    # Every exchange published during the outage (and more events) was still queued.
     turns_in_outage = stored_turns(stack, calls) - turns_before
     assert turns_in_outage >= 10
-    assert waiting >= turns_in_outage
+    exchanges_in_outage = tap.exchanges_beyond(seqs_before, {call.call_id for call in calls})
+    assert sum(len(event["turns"]) for event in exchanges_in_outage) == turns_in_outage
+    assert waiting >= len(exchanges_in_outage)
     assert tap.count_by_call("call.completed") == {call.call_id: 1 for call in calls}

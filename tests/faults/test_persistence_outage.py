@@ -26,13 +26,14 @@ CALLS = 3
 def test_calls_finish_while_persistence_is_down_and_every_turn_lands_once_in_order(
     stack: RunningStack,
 ) -> None:
-    tap = stack.tap("call.completed")
+    tap = stack.tap("call.completed", "call.turn")
     numbers = [f"+1500555030{index}" for index in range(1, CALLS + 1)]
     # ~0.6 s of real time per utterance: the calls outlast the stop.
     calls = start_hesitant_calls(stack, numbers, utterance_s=0.6)
 
     stack.persistence.stop()
     stored_before = [len((stack.document(call.call_id) or {}).get("turns", [])) for call in calls]
+    seqs_before = stack.stored_seqs(calls)
     played = [stack.played(call) for call in calls]
     waiting = queue_depth(stack.rabbitmq_url, stack.topology.persistence_queue.name)
     stack.persistence.start()
@@ -48,7 +49,9 @@ def test_calls_finish_while_persistence_is_down_and_every_turn_lands_once_in_ord
         list(zip(documents, played, strict=True)),
     )
     assert turns_while_down >= 20, f"only {turns_while_down} turns fell in the outage"
-    assert waiting >= turns_while_down, "the events did not wait in persistence's queue"
+    exchanges_while_down = tap.exchanges_beyond(seqs_before, {call.call_id for call in calls})
+    assert sum(len(event["turns"]) for event in exchanges_while_down) == turns_while_down
+    assert waiting >= len(exchanges_while_down), "the events did not wait in persistence's queue"
     checked.assert_clean()
     for document in documents:
         assert_completed_by_email(document)

@@ -43,6 +43,7 @@ AGENT = Agent(
     data_to_fill=(DataField(name="email", description="Email address", type="email"),),
 )
 TURN = Turn(seq=1, role="user", content="hi", at=NOW, confidence=0.9)
+REPLY = Turn(seq=2, role="assistant", content="Hello! Your email?", at=NOW, latency_ms=640)
 RECORDING = Recording(sid="RE1", url="https://api.twilio.com/x", duration_s=12, status="completed")
 DOCUMENT = CallDocument(call_id="c1", to="+15005550006", from_="+15005550001", turns=(TURN,))
 
@@ -58,7 +59,7 @@ EVENTS: list[Message] = [
         variables={"purpose": "billing"},
     ),
     CallAnswered(call_id="c1", call_sid="CA1", answered_by="human"),
-    CallTurnRecorded(call_id="c1", turn=TURN, data_collected={"email": "a@b.co"}),
+    CallTurnRecorded(call_id="c1", turns=(TURN, REPLY), data_collected={"email": "a@b.co"}),
     CallEnding(call_id="c1", ended_by="user_goodbye", reason="callee said goodbye"),
     CallStatusChanged(
         call_id="c1", call_sid="CA1", status="completed", sequence_number=3, call_duration=42
@@ -99,6 +100,43 @@ def test_event_json_uses_the_public_field_names() -> None:
     completed = CallCompleted(call_id="c1", call=DOCUMENT).model_dump(mode="json", by_alias=True)
     assert completed["call"]["call_id"] == "c1"
     assert completed["call"]["from"] == "+15005550001"
+
+
+def test_a_call_turn_carries_its_exchange_at_schema_version_2() -> None:
+    exchange = CallTurnRecorded(call_id="c1", turns=(TURN, REPLY))
+    body = exchange.model_dump(mode="json")
+    assert body["schema_version"] == 2
+    assert [turn["seq"] for turn in body["turns"]] == [1, 2]
+    assert exchange.last_seq == 2
+
+
+def test_a_version_1_call_turn_is_read_as_an_exchange_of_its_one_turn() -> None:
+    # What dialog published before schema version 2: it may still wait in a
+    # queue, or in the dead-letter queue to be replayed, across an upgrade.
+    event = decode_event(
+        b'{"type": "call.turn", "message_id": "m1", "occurred_at": "2026-11-20T10:00:00Z",'
+        b' "schema_version": 1, "call_id": "c1", "turn": {"seq": 3, "role": "user",'
+        b' "content": "hi", "at": "2026-11-20T10:00:00Z"}, "data_collected": {"a": 1}}'
+    )
+    assert isinstance(event, CallTurnRecorded)
+    assert event.schema_version == 1
+    assert [(turn.seq, turn.content) for turn in event.turns] == [(3, "hi")]
+    assert (event.last_seq, event.data_collected) == (3, {"a": 1})
+
+
+def test_a_call_turn_without_turns_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="turns"):
+        decode_event(b'{"type": "call.turn", "call_id": "c1", "turns": []}')
+    with pytest.raises(ValidationError, match="turns"):
+        decode_event(b'{"type": "call.turn", "call_id": "c1"}')
+
+
+@pytest.mark.parametrize("seqs", [(2, 1), (1, 1)])
+def test_a_call_turn_with_turns_out_of_seq_order_is_rejected(seqs: tuple[int, int]) -> None:
+    turns = tuple(TURN.model_copy(update={"seq": seq}) for seq in seqs)
+    body = CallTurnRecorded.model_construct(call_id="c1", turns=turns).to_json()
+    with pytest.raises(ValidationError, match="increasing seqs"):
+        decode_event(body)
 
 
 def test_a_missing_required_field_is_rejected_by_name() -> None:

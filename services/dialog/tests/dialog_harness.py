@@ -96,24 +96,27 @@ class TurnWriter:
             await self._consumer.stop()
 
     async def _write(self, event: AnyEvent) -> None:
-        self.events.append(event)
+        await self._store(event)
+        self.events.append(event)  # after the write: waiting for an event waits for it stored
+
+    async def _store(self, event: AnyEvent) -> None:
         if isinstance(event, CallTurnRecorded):
-            # Atomic updates, as persistence makes them: the user's turn and the
-            # reply arrive together and are written concurrently.
-            seq = event.turn.seq
-            await self._calls.update_one(
-                {"_id": event.call_id, "turns.seq": {"$ne": seq}},
-                {
-                    "$push": {
-                        "turns": {
-                            "$each": [event.turn.model_dump(mode="python")],
-                            "$sort": {"seq": 1},
+            # Atomic updates, as persistence makes them: one per turn of the
+            # exchange, then the data collected after it.
+            for turn in event.turns:
+                await self._calls.update_one(
+                    {"_id": event.call_id, "turns.seq": {"$ne": turn.seq}},
+                    {
+                        "$push": {
+                            "turns": {
+                                "$each": [turn.model_dump(mode="python")],
+                                "$sort": {"seq": 1},
+                            }
                         }
-                    }
-                },
-            )
+                    },
+                )
             await self._calls.update_one(
-                {"_id": event.call_id, "turns.seq": {"$not": {"$gt": seq}}},
+                {"_id": event.call_id, "turns.seq": {"$not": {"$gt": event.last_seq}}},
                 {
                     "$set": {
                         "data_collected": event.data_collected,
@@ -130,7 +133,7 @@ class TurnWriter:
         await wait_until(
             lambda: (
                 sum(
-                    1
+                    len(event.turns)
                     for event in self.events
                     if isinstance(event, CallTurnRecorded) and event.call_id == call_id
                 )

@@ -89,19 +89,37 @@ class CallScript:
             answered_by=answered_by,
         )
 
-    def turn(self, seq: int, *, at: float | None = None) -> CallTurnRecorded:
-        role, content, data = CONVERSATION[seq]
-        when = self.at(at if at is not None else 6 + 5 * seq)
+    def exchange(self, *seqs: int) -> CallTurnRecorded:
+        """One `call.turn` holding these turns, with the data collected after the last."""
+        last = max(seqs)
+        _role, _content, data = CONVERSATION[last]
         return CallTurnRecorded(
             call_id=self.call_id,
-            occurred_at=when,
-            turn=Turn(seq=seq, role=role, content=content, at=when),
+            occurred_at=self._turn_time(last),
+            turns=tuple(self._turn(seq) for seq in seqs),
             data_collected=data,
-            data_complete=seq == len(CONVERSATION) - 1,
+            data_complete=last == len(CONVERSATION) - 1,
         )
 
+    def exchanges(self) -> list[CallTurnRecorded]:
+        """The conversation as dialog publishes it: the greeting, then each
+        utterance with its reply."""
+        return [self.exchange(0), *(self.exchange(seq, seq + 1) for seq in (1, 3))]
+
+    def turn(self, seq: int) -> CallTurnRecorded:
+        """A `call.turn` of one turn (a line alone, or schema version 1's shape)."""
+        return self.exchange(seq)
+
     def turns(self) -> list[CallTurnRecorded]:
+        """One event per turn, as dialog published them before schema version 2."""
         return [self.turn(seq) for seq in range(len(CONVERSATION))]
+
+    def _turn_time(self, seq: int) -> datetime:
+        return self.at(6 + 5 * seq)
+
+    def _turn(self, seq: int) -> Turn:
+        role, content, _data = CONVERSATION[seq]
+        return Turn(seq=seq, role=role, content=content, at=self._turn_time(seq))
 
     def ending(self, ended_by: EndedBy = "system_complete", at: float = 30) -> CallEnding:
         return CallEnding(
@@ -126,7 +144,7 @@ class CallScript:
             self.status("ringing", 1, 2),
             self.answered(),
             self.status("in-progress", 2, 5),
-            *self.turns(),
+            *self.exchanges(),
             self.ending(),
             self.status("completed", 3, 31, duration=CALL_DURATION_S),
             self.recording("in-progress", at=31),

@@ -192,9 +192,11 @@ async def test_llm_slower_than_the_budget_gives_the_fallback_line(running: Runni
     # the callee's turn is kept: it is recorded and the next request carries it
     await running.writer.wait_for_turns("call-1", 3)
     user_turns = [
-        e.turn.content
+        turn.content
         for e in running.writer.events
-        if isinstance(e, CallTurnRecorded) and e.turn.role == "user"
+        if isinstance(e, CallTurnRecorded)
+        for turn in e.turns
+        if turn.role == "user"
     ]
     assert user_turns == ["my name is Ada"]
 

@@ -57,9 +57,10 @@ class Harness:
 
     def turns_published(self) -> list[tuple[int, str, str]]:
         return [
-            (e.turn.seq, e.turn.role, e.turn.content)
+            (turn.seq, turn.role, turn.content)
             for e in self.events.published
             if isinstance(e, CallTurnRecorded)
+            for turn in e.turns
         ]
 
 
@@ -114,10 +115,12 @@ async def test_turn_records_user_and_assistant_turns_before_replying() -> None:
         (1, "user", "It's Ada"),
         (2, "assistant", "Thanks Ada! Your email?"),
     ]
-    user_event = harness.events.published[1]
-    assert isinstance(user_event, CallTurnRecorded)
-    assert user_event.data_collected == {"full_name": "Ada"}
-    assert not user_event.data_complete
+    # One event for the exchange: both turns, and the data collected after them.
+    [_greeting, exchange] = harness.events.published
+    assert isinstance(exchange, CallTurnRecorded)
+    assert [turn.seq for turn in exchange.turns] == [1, 2]
+    assert exchange.data_collected == {"full_name": "Ada"}
+    assert not exchange.data_complete
 
 
 async def test_a_duplicate_turn_gets_the_recorded_answer_without_the_model() -> None:

@@ -84,6 +84,42 @@ class CallStoreContract:
         await store.apply(script.turn(2))
         assert _content(await store.get(script.call_id)) == before
 
+    async def test_an_exchange_whose_user_turn_is_stored_adds_only_the_reply(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # A redelivered request answered anew: its exchange repeats the callee's
+        # turn an earlier event stored, with the reply that event lacked.
+        events = [script.created(), script.exchange(0), script.turn(1), script.exchange(1, 2)]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert [turn.seq for turn in call.turns] == [0, 1, 2]
+        assert call.data_collected == script.exchange(1, 2).data_collected
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_an_older_exchange_arriving_late_keeps_the_newest_data(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = [script.created(), script.exchange(3, 4), script.exchange(1, 2)]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert [turn.seq for turn in call.turns] == [1, 2, 3, 4]
+        assert (call.data_collected, call.data_complete) == (
+            script.exchange(3, 4).data_collected,
+            True,
+        )
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_events_of_one_turn_and_exchanges_give_the_same_document(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # Across the upgrade to schema version 2 a call may get both shapes.
+        events = [script.created(), script.turn(0), script.turn(1), script.turn(2)]
+        await _apply_all(store, [*events, script.exchange(3, 4)])
+        mixed = _content(await store.get(script.call_id))
+        assert mixed == project([script.created(), *script.exchanges()], script.call_id)
+
     async def test_a_repeated_answer_keeps_the_first_answer_time(
         self, store: CallStore, script: CallScript
     ) -> None:

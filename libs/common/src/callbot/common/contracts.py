@@ -2,17 +2,19 @@
 
 Frozen pydantic models, dispatched on their `type` field. Unknown fields are
 ignored on read (a newer producer may add some); required fields are enforced.
-A breaking change bumps `SCHEMA_VERSION` and keeps the old reader alongside.
+A breaking change to an event bumps its `schema_version` (`SCHEMA_VERSION`
+unless the event says otherwise) and keeps the old reader alongside.
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument, EndedBy, Recording, Turn
@@ -71,12 +73,39 @@ class CallAnswered(CallEvent):
 
 
 class CallTurnRecorded(CallEvent):
-    """dialog: one turn, with the data collected after it."""
+    """dialog: the turns of one exchange (the callee's words and the reply, or
+    a line alone: the greeting, the voicemail message), with the data
+    collected after them. One event per exchange, so persistence stores an
+    exchange in one write and never holds the callee's words without the reply.
+
+    Schema version 2; version 1 carried a single `turn` (one event per turn)
+    and is still read, as an exchange of that one turn: a version-1 event may
+    wait in a queue or the dead-letter queue across an upgrade."""
 
     type: Literal["call.turn"] = "call.turn"
-    turn: Turn
+    schema_version: int = 2
+    turns: tuple[Turn, ...] = Field(min_length=1)
     data_collected: dict[str, Any] = Field(default_factory=dict)
     data_complete: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "turns" not in data and "turn" in data:
+            return {**data, "turns": [data["turn"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _turns_in_seq_order(self) -> CallTurnRecorded:
+        seqs = [turn.seq for turn in self.turns]
+        if any(later <= earlier for earlier, later in itertools.pairwise(seqs)):
+            raise ValueError(f"the turns of an exchange need increasing seqs, got {seqs}")
+        return self
+
+    @property
+    def last_seq(self) -> int:
+        """The exchange's last seq: its data is what was collected by then."""
+        return self.turns[-1].seq
 
 
 class CallEnding(CallEvent):

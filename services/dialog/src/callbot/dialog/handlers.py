@@ -8,7 +8,8 @@ the recorded answer again, without asking the model or publishing. A request
 whose seq is taken by different speech (gateway re-gathered after a deadline
 while the earlier turn completed late) is appended after the last turn.
 
-Events are published, confirmed, before the reply is returned, so the call
+An exchange is one `call.turn` event (the callee's words and the reply
+together), published and confirmed before the reply is returned, so the call
 document never lags a spoken line by more than that publish.
 """
 
@@ -181,15 +182,14 @@ async def _ask_model(
 async def _record(
     session: Session, exchange: Exchange, deadline: Deadline, ports: DialogPorts
 ) -> DialogReply:
-    """Publish the exchange's turns (and ending), then commit it and build the reply."""
+    """Publish the exchange (and the ending), then commit it and build the reply."""
     events: list[Event] = [
         CallTurnRecorded(
             call_id=session.call_id,
-            turn=turn,
+            turns=exchange.turns,
             data_collected=exchange.data_collected,
             data_complete=exchange.data_complete,
         )
-        for turn in exchange.turns
     ]
     ended_by = exchange.ending.ended_by if exchange.ending else None
     if exchange.ending is not None:
@@ -211,7 +211,8 @@ async def _record(
 async def _publish_all(sink: EventSink, events: list[Event], timeout_s: float) -> None:
     """Every event confirmed, or the first failure raised once all have settled.
 
-    Side by side, so the turn waits for one broker confirm rather than one per
+    Side by side (an exchange's `call.turn`, and its `call.ending` when the
+    call ends), so the turn waits for one broker confirm rather than one per
     event (bench/turn_overhead.py, docs/performance.md). The wire order stays
     the list's order (one channel, published in turn), and persistence does not
     depend on it: it sorts turns by seq and keeps the newest turn's data."""

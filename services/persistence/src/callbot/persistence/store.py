@@ -235,26 +235,23 @@ def _answered(event: CallAnswered) -> list[ConditionalUpdate]:
 
 @mongo_updates.register
 def _turn(event: CallTurnRecorded) -> list[ConditionalUpdate]:
-    seq = event.turn.seq
-    turn = event.turn.model_dump(mode="python")
-    return [
+    # One push per turn, each conditional on its own seq: a turn stored by an
+    # earlier exchange (a redelivered request answered anew) is not pushed twice.
+    pushes = [
         ConditionalUpdate(
-            {"turns.seq": {"$ne": seq}},
-            {"$push": {"turns": {"$each": [turn], "$sort": {"seq": 1}}}},
+            {"turns.seq": {"$ne": turn.seq}},
+            {"$push": {"turns": {"$each": [turn.model_dump(mode="python")], "$sort": {"seq": 1}}}},
             upsert=True,
-        ),
-        # Only the newest turn's data counts; a separate update (not folded into
-        # the push) so a redelivery after a crash between the two still sets it.
-        ConditionalUpdate(
-            {"turns.seq": {"$not": {"$gt": seq}}},
-            {
-                "$set": {
-                    "data_collected": event.data_collected,
-                    "data_complete": event.data_complete,
-                }
-            },
-        ),
+        )
+        for turn in event.turns
     ]
+    # Only the newest exchange's data counts; a separate update (not folded into
+    # the pushes) so a redelivery after a crash between them still sets it.
+    data = ConditionalUpdate(
+        {"turns.seq": {"$not": {"$gt": event.last_seq}}},
+        {"$set": {"data_collected": event.data_collected, "data_complete": event.data_complete}},
+    )
+    return [*pushes, data]
 
 
 @mongo_updates.register
@@ -334,7 +331,7 @@ class MongoCallStore:
 
     async def apply(self, event: CallEvent) -> None:
         steps = mongo_updates(event)
-        # One round trip for all of an event's updates (a turn has two): an
+        # One round trip for all of an event's updates (an exchange has three): an
         # ordered batch applies them in turn and stops at the first error.
         operations = [
             UpdateOne(*self._selector_and_update(event.call_id, s), upsert=s.upsert) for s in steps

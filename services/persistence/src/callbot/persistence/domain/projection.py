@@ -8,7 +8,8 @@ the same documents for the same events in any order, with duplicates.
 Every rule is idempotent and commutes with the others, because events reach
 persistence through several publishers, retries and replicas:
 - a turn is added once (by `seq`) and turns stay sorted by `seq`;
-  `data_collected` is the one sent with the highest turn seen;
+  `data_collected` is the one sent with the highest turn seen (an exchange's
+  data goes with its last turn);
 - a status applies only when `status_supersedes` says so;
 - `ended_by`: dialog's `call.ending` wins; on a terminal status persistence
   infers it (voicemail for a machine, else the status for busy, no-answer,
@@ -119,10 +120,11 @@ def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
 
 @_apply.register
 def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
-    turn = event.turn
-    if all(existing.seq != turn.seq for existing in call.turns):
-        call = _changed(call, turns=tuple(sorted((*call.turns, turn), key=lambda t: t.seq)))
-    if all(existing.seq <= turn.seq for existing in call.turns):
+    stored = {existing.seq for existing in call.turns}
+    added = [turn for turn in event.turns if turn.seq not in stored]
+    if added:
+        call = _changed(call, turns=tuple(sorted((*call.turns, *added), key=lambda t: t.seq)))
+    if all(existing.seq <= event.last_seq for existing in call.turns):
         call = _changed(
             call, data_collected=event.data_collected, data_complete=event.data_complete
         )
