@@ -102,11 +102,12 @@ def wait_until(
     timeout_s: float = 60.0,
     explain: Callable[[], str] = lambda: "",
 ) -> T:
-    """Poll `probe` until it returns something other than None (or False)."""
+    """Poll `probe` until it returns something truthy (not None, False or an
+    empty list: a list of events not yet received is empty)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = probe()
-        if value is not None and value is not False:
+        if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{explain()}")
