@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from callbot.common.settings import Settings
+from callbot.gateway.__main__ import uvicorn_options
 from callbot.gateway.app import create_app
 from callbot.gateway.resources import GatewayMisconfigured, check_settings
 
@@ -25,3 +26,15 @@ def test_complete_settings_pass() -> None:
             callbot_api_keys=SecretStr("k1,k2"),
         )
     )
+
+
+def test_gateway_outlasts_the_proxy_keepalive_by_default() -> None:
+    # uvicorn's own default (5 s) is shorter than a load balancer's idle
+    # timeout (AWS ALB: 60 s): the balancer would reuse connections gateway closes.
+    assert uvicorn_options(Settings())["timeout_keep_alive"] == 75
+    assert uvicorn_options(Settings(gateway_keepalive_s=120))["timeout_keep_alive"] == 120
+
+
+def test_a_keepalive_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="gateway_keepalive_s"):
+        Settings(gateway_keepalive_s=0)

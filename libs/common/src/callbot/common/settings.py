@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8080")
     gateway_host: str = "0.0.0.0"
     gateway_port: int = Field(default=8080, ge=0, le=65535)
+    # Longer than the idle timeout of the proxy in front (AWS ALB: 60 s), so
+    # the proxy, never gateway, closes an idle connection: otherwise the proxy
+    # may send a webhook down a connection gateway is closing, and Twilio gets a 502.
+    gateway_keepalive_s: int = Field(default=75, ge=1, le=3600)
     callbot_api_keys: SecretStr = SecretStr("")
     dialog_deadline_ms: int = Field(default=4000, ge=100, le=14000)
     max_webhook_body_bytes: int = Field(default=64 * 1024, ge=1024)

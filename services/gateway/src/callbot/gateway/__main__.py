@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import uvicorn
 
 from callbot.common.logs import configure_logging
-from callbot.common.settings import load_settings
+from callbot.common.settings import Settings, load_settings
 from callbot.gateway.resources import GatewayMisconfigured, check_settings
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves gateway."""
+    return {
+        "factory": True,
+        "host": settings.gateway_host,
+        "port": settings.gateway_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        # Behind a proxy: client address from X-Forwarded-For. Signatures are
+        # checked against PUBLIC_URL, never the forwarded host.
+        "proxy_headers": True,
+        "forwarded_allow_ips": "*",
+        "access_log": False,  # RequestObserver writes one JSON line per request
+        "log_config": None,  # uvicorn's own lines go through our JSON handler
+        "timeout_keep_alive": settings.gateway_keepalive_s,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def main() -> None:
@@ -18,21 +38,7 @@ def main() -> None:
         check_settings(settings)
     except GatewayMisconfigured as exc:
         sys.exit(str(exc))
-    uvicorn.run(
-        "callbot.gateway.app:create_app",
-        factory=True,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        loop="uvloop",
-        http="httptools",
-        # Behind a proxy: client address from X-Forwarded-For. Signatures are
-        # checked against PUBLIC_URL, never the forwarded host.
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        access_log=False,  # RequestObserver writes one JSON line per request
-        log_config=None,  # uvicorn's own lines go through our JSON handler
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run("callbot.gateway.app:create_app", **uvicorn_options(settings))
 
 
 if __name__ == "__main__":
