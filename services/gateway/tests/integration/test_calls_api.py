@@ -265,7 +265,41 @@ async def test_missing_template_variable_is_422(
 ) -> None:
     response = await client.post("/v1/calls", json={**CALL, "variables": {}}, headers=api_headers())
     assert response.status_code == 422
-    assert "['order']" in response.json()["detail"]
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "variables", "order"]
+    assert fake_twilio.creates == []
+
+
+@pytest.mark.parametrize("recipient", [{}, {"name": None}, {"nickname": "Ada"}])
+async def test_missing_recipient_placeholder_is_422_naming_it(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio, recipient: dict[str, Any]
+) -> None:
+    # The greeting says "Hello {recipient.name}": without it the callee would hear "Hello ,".
+    response = await client.post(
+        "/v1/calls", json={**CALL, "recipient": recipient}, headers=api_headers()
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == [
+        {
+            "type": "missing",
+            "loc": ["body", "recipient", "name"],
+            "msg": "agent 'survey' uses {recipient.name} in its greeting; "
+            "give recipient.name in the request",
+        }
+    ]
+    assert fake_twilio.creates == []
+
+
+async def test_a_keyed_call_is_not_placed_while_persistence_cannot_claim_the_key(
+    client: httpx.AsyncClient, fake_twilio: FakeTwilio
+) -> None:
+    # No persistence serves the RPC queue here: the claim times out.
+    response = await client.post(
+        "/v1/calls", json=CALL, headers={**api_headers(), "Idempotency-Key": "k1"}
+    )
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "2"
+    assert "no call was placed: retry with the same key" in response.json()["detail"]
     assert fake_twilio.creates == []
 
 
@@ -330,7 +364,8 @@ async def saved_agents(
 async def test_put_agent_saves_through_persistence(
     client: httpx.AsyncClient, saved_agents: list[AgentSave]
 ) -> None:
-    body = _definition(name="Survey v2", version=99, _id="ignored")
+    # What GET returns may be PUT back: its agent_id (the URL's) and version are accepted.
+    body = _definition(name="Survey v2", version=99, agent_id="survey")
     response = await client.put("/v1/agents/survey", json=body, headers=api_headers())
     assert response.status_code == 200, response.text
     assert response.json() == {"agent_id": "survey", "version": 4}
@@ -377,6 +412,55 @@ async def test_agent_mcp_settings_mongodb_cannot_store_are_422_and_not_saved(
     assert saved_agents == []
 
 
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (_definition(gretting="Hi {recipient.name}"), ["body", "gretting"]),
+        (
+            _definition(data_to_fill=[{"name": "x", "description": "d", "typ": "email"}]),
+            ["body", "data_to_fill", 0, "typ"],
+        ),
+        (_definition(speech={"hint": ["Acme"]}), ["body", "speech", "hint"]),
+        (_definition(_id="other"), ["body", "_id"]),
+    ],
+)
+async def test_put_agent_with_an_unknown_field_is_422_naming_it(
+    client: httpx.AsyncClient, saved_agents: list[AgentSave], body: dict[str, Any], loc: list[Any]
+) -> None:
+    response = await client.put("/v1/agents/survey", json=body, headers=api_headers())
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["msg"]) == (loc, "Extra inputs are not permitted")
+    assert "input" not in error  # the 422 names the field, it does not echo the body
+    assert saved_agents == []
+
+
+async def test_put_agent_whose_body_names_another_agent_is_422(
+    client: httpx.AsyncClient, saved_agents: list[AgentSave]
+) -> None:
+    response = await client.put(
+        "/v1/agents/other", json=_definition(agent_id="survey"), headers=api_headers()
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "agent_id"]
+    assert "agent_id 'survey' differs from the URL's 'other'" in error["msg"]
+    assert saved_agents == []
+
+
+async def test_a_bad_template_is_422_at_the_template_without_the_body(
+    client: httpx.AsyncClient, saved_agents: list[AgentSave]
+) -> None:
+    body = _definition(greeting="Hi {recipient.name} {whoops}")
+    response = await client.put("/v1/agents/survey", json=body, headers=api_headers())
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "greeting"]
+    assert "unknown placeholder {whoops}" in error["msg"]
+    assert body["prompt"] not in response.text
+    assert saved_agents == []
+
+
 async def test_put_agent_with_a_bad_id_is_422(
     client: httpx.AsyncClient, saved_agents: list[AgentSave]
 ) -> None:
@@ -384,7 +468,8 @@ async def test_put_agent_with_a_bad_id_is_422(
         "/v1/agents/Not%20A%20Slug", json=_definition(), headers=api_headers()
     )
     assert response.status_code == 422
-    assert "agent_id" in str(response.json()["detail"])
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["path", "agent_id"]
     assert saved_agents == []
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from gateway_harness import EventTap, gateway_settings, post_webhook, running_gateway
+from pymongo.errors import PyMongoError
 
 from callbot.common.contracts import CallRecordingUpdated, CallStatusChanged
 from callbot.common.messaging import Topology
@@ -80,7 +81,7 @@ async def test_recording_status_publishes_the_recording(
 
 async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/readyz")).json()["status"] == "ready"
     await post_webhook(client, "/call-status?call_id=c1", {"CallSid": "CA1"})
     metrics = (await client.get("/metrics")).text
     assert (
@@ -89,3 +90,14 @@ async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
     )
     assert 'callbot_gateway_request_seconds_count{endpoint="/readyz"}' in metrics
     assert "callbot_rpc_seconds" in metrics
+
+
+async def test_readiness_names_mongodb_once_a_read_failed(settings: Settings) -> None:
+    # The fixture's MongoDB is 127.0.0.1:1, where nothing answers.
+    configured = gateway_settings(settings, mongodb_timeout_ms=200)
+    async with running_gateway(configured) as (app, client):
+        with pytest.raises(PyMongoError):
+            await app.state.resources.mongo.admin.command("ping")
+        answer = (await client.get("/readyz")).json()
+    # Webhooks need only the broker: still ready, but the missing database is named.
+    assert answer == {"status": "ready", "mongodb": "unreachable at 127.0.0.1:1: /v1 answers 503"}

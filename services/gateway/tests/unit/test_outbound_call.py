@@ -12,7 +12,7 @@ from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.domain.outbound_call import (
     CallRequest,
     create_call_params,
-    missing_variables,
+    missing_placeholders,
 )
 
 URLS = CallbackUrls("https://gw.test")
@@ -58,9 +58,23 @@ def test_from_is_read_from_its_json_name() -> None:
     assert request.from_ == "+15005550006"
 
 
-def test_missing_variables_lists_what_the_templates_need() -> None:
-    assert missing_variables(_agent(), {"order": 1}) == ["topic"]
-    assert missing_variables(_agent(), {"order": 1, "topic": "x", "more": 2}) == []
+def test_missing_placeholders_name_each_missing_field_where_it_goes() -> None:
+    assert missing_placeholders(_agent(), {"name": None}, {"order": 1}) == [
+        {
+            "type": "missing",
+            "loc": ["body", "recipient", "name"],
+            "msg": "agent 'a1' uses {recipient.name} in its greeting; "
+            "give recipient.name in the request",
+        },
+        {
+            "type": "missing",
+            "loc": ["body", "variables", "topic"],
+            "msg": "agent 'a1' uses {variables.topic} in its prompt; "
+            "give variables.topic in the request",
+        },
+    ]
+    everything = {"order": 1, "topic": "x", "more": 2}
+    assert missing_placeholders(_agent(), {"name": "Ada"}, everything) == []
 
 
 def test_sync_detection_and_recording_from_the_agent() -> None:

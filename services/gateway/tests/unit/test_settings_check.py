@@ -24,8 +24,29 @@ def test_complete_settings_pass() -> None:
             twilio_account_sid="AC1",
             twilio_auth_token=SecretStr("t"),
             callbot_api_keys=SecretStr("k1,k2"),
+            twilio_from_number="+14155550100",
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("number", "said"),
+    [
+        ("", "set TWILIO_FROM_NUMBER, the default caller ID"),
+        ("4155550100", "TWILIO_FROM_NUMBER '4155550100' is not a phone number in E.164 form"),
+    ],
+)
+def test_gateway_refuses_to_start_without_a_valid_from_number(number: str, said: str) -> None:
+    settings = Settings(
+        twilio_account_sid="AC1",
+        twilio_auth_token=SecretStr("t"),
+        callbot_api_keys=SecretStr("k1"),
+        twilio_from_number=number,
+    )
+    with pytest.raises(GatewayMisconfigured) as raised:
+        check_settings(settings)
+    assert said in str(raised.value)
+    assert "a call may still give its own `from`" in str(raised.value) or number
 
 
 def test_gateway_outlasts_the_proxy_keepalive_by_default() -> None:

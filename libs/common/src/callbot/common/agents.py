@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from callbot.common.storable import StorableObject
 
@@ -25,6 +25,19 @@ AmdMode = Literal["off", "sync", "async"]
 _AGENT_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _FIELD_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 _PLACEHOLDER = re.compile(r"^(recipient|variables)\.([A-Za-z_][A-Za-z0-9_]*)$|^agent\.name$")
+
+
+# Every text of an agent that is rendered with call data.
+TEMPLATE_FIELDS = (
+    "greeting",
+    "prompt",
+    "voicemail_message",
+    "completion_message",
+    "goodbye_message",
+    "reprompt_message",
+    "fallback_message",
+    "timeout_message",
+)
 
 
 class TemplateError(ValueError):
@@ -123,33 +136,27 @@ class Agent(_Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
-    @model_validator(mode="after")
-    def _templates_and_fields_are_sound(self) -> Agent:
-        errors = [
-            f"{name}: {problem}"
-            for name, text in self.templates().items()
-            for problem in template_problems(text)
-        ]
-        names = [field.name for field in self.data_to_fill]
+    @field_validator(*TEMPLATE_FIELDS)
+    @classmethod
+    def _template_is_sound(cls, text: str) -> str:
+        # A field validator, so the error's `loc` names the template (["greeting"]).
+        problems = template_problems(text)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return text
+
+    @field_validator("data_to_fill")
+    @classmethod
+    def _field_names_are_unique(cls, fields: tuple[DataField, ...]) -> tuple[DataField, ...]:
+        names = [field.name for field in fields]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            errors.append(f"data_to_fill: duplicate field names {duplicates}")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
+            raise ValueError(f"duplicate field names {duplicates}")
+        return fields
 
     def templates(self) -> dict[str, str]:
         """Every text of the agent that is rendered with call data."""
-        return {
-            "greeting": self.greeting,
-            "prompt": self.prompt,
-            "voicemail_message": self.voicemail_message,
-            "completion_message": self.completion_message,
-            "goodbye_message": self.goodbye_message,
-            "reprompt_message": self.reprompt_message,
-            "fallback_message": self.fallback_message,
-            "timeout_message": self.timeout_message,
-        }
+        return {name: getattr(self, name) for name in TEMPLATE_FIELDS}
 
     def required_variables(self) -> frozenset[str]:
         """Call variables the templates use: `POST /v1/calls` must supply each."""
@@ -158,6 +165,16 @@ class Agent(_Model):
             for text in self.templates().values()
             for root, key in _placeholders(text)
             if root == "variables"
+        )
+
+    def required_placeholders(self) -> frozenset[tuple[str, str]]:
+        """(root, key) of every `{recipient.<key>}` and `{variables.<key>}` the
+        templates use: a call must give each, or the callee hears a gap."""
+        return frozenset(
+            (root, key)
+            for text in self.templates().values()
+            for root, key in _placeholders(text)
+            if root in ("recipient", "variables")
         )
 
     def field(self, name: str) -> DataField | None:

@@ -286,6 +286,40 @@ class AgentSaved(Message):
     version: int
 
 
+class CallClaim(Message):
+    """gateway → persistence: reserve an `Idempotency-Key` for one call. The first
+    claim of a key wins and places `call_id`; until the claim expires, every later
+    claim of the key gets the winner's `call_id` instead, so a retry never places
+    a second call."""
+
+    type: Literal["call.claim"] = "call.claim"
+    key: str = Field(min_length=1, max_length=128)  # digest of the API key and the header
+    call_id: str = Field(min_length=1)
+    ttl_s: int = Field(default=86_400, ge=1)
+
+
+class CallClaimed(Message):
+    type: Literal["call.claimed"] = "call.claimed"
+    key: str
+    call_id: str  # the call the key belongs to: the claimant's when `won`
+    won: bool
+
+
+class CallClaimRelease(Message):
+    """gateway → persistence: the claimed call was not placed (Twilio refused it or
+    was not reached), so a retry with the same key may place it."""
+
+    type: Literal["call.claim.release"] = "call.claim.release"
+    key: str = Field(min_length=1, max_length=128)
+    call_id: str = Field(min_length=1)
+
+
+class CallClaimReleased(Message):
+    type: Literal["call.claim.released"] = "call.claim.released"
+    key: str
+    released: bool  # false: the key was not held for that call (expired or another's)
+
+
 class RpcFailure(Message):
     """Any RPC server's answer when it could not do what was asked."""
 
@@ -299,9 +333,13 @@ DIALOG_REQUEST_ADAPTER: TypeAdapter[DialogRequest] = TypeAdapter(DialogRequest)
 DialogResponse = Annotated[DialogReply | RpcFailure, Field(discriminator="type")]
 DIALOG_RESPONSE_ADAPTER: TypeAdapter[DialogResponse] = TypeAdapter(DialogResponse)
 
-PersistenceRequest = AgentSave
-PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[AgentSave] = TypeAdapter(AgentSave)
-PersistenceResponse = Annotated[AgentSaved | RpcFailure, Field(discriminator="type")]
+PersistenceRequest = Annotated[
+    AgentSave | CallClaim | CallClaimRelease, Field(discriminator="type")
+]
+PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[PersistenceRequest] = TypeAdapter(PersistenceRequest)
+PersistenceResponse = Annotated[
+    AgentSaved | CallClaimed | CallClaimReleased | RpcFailure, Field(discriminator="type")
+]
 PERSISTENCE_RESPONSE_ADAPTER: TypeAdapter[PersistenceResponse] = TypeAdapter(PersistenceResponse)
 
 M = TypeVar("M")

@@ -15,6 +15,8 @@ from callbot.common.settings import Settings
 
 AGENTS = "agents"
 CALLS = "calls"
+# persistence's record of the `Idempotency-Key`s of `POST /v1/calls` (one per key, 24 h).
+CALL_CLAIMS = "call_claims"
 
 Document = dict[str, Any]
 

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
 
     # Operations
+    startup_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How long a starting service waits for RabbitMQ and MongoDB before it "
+        "exits non-zero.",
+    )
     log_level: LogLevel = "INFO"
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port for dialog/persistence; 0 = off."

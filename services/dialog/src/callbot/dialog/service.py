@@ -36,6 +36,7 @@ from callbot.common.messaging import (
 from callbot.common.messaging.topology import DIALOG_EVENT_KEYS
 from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.settings import Settings
+from callbot.common.startup import wait_for_mongodb
 from callbot.dialog.agent_cache import AgentCache, AgentNotFound
 from callbot.dialog.handlers import (
     ConversationModel,
@@ -76,6 +77,8 @@ class DialogService:
         settings = self._settings
         topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
         self._connection = connection = await connect(settings, f"dialog-{self._instance}")
+        if self._store is None:
+            await wait_for_mongodb(settings)
 
         rpc_channel = await connection.channel(publisher_confirms=False)
         await rpc_channel.set_qos(prefetch_count=settings.rabbitmq_prefetch)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 import uvicorn
 
+from callbot.common.lifecycle import check_dependencies_until_signalled, run_or_exit
 from callbot.common.logs import configure_logging
 from callbot.common.settings import Settings, load_settings
-from callbot.gateway.resources import GatewayMisconfigured, check_settings
+from callbot.gateway.resources import GatewayMisconfigured, check_settings, wait_for_dependencies
+
+log = logging.getLogger("callbot.common.lifecycle")
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -38,6 +42,17 @@ def main() -> None:
         check_settings(settings)
     except GatewayMisconfigured as exc:
         sys.exit(str(exc))
+    started: list[bool] = []
+
+    async def dependencies_answer() -> None:
+        started.append(
+            await check_dependencies_until_signalled(lambda: wait_for_dependencies(settings))
+        )
+
+    run_or_exit(dependencies_answer)
+    if started != [True]:
+        log.info("stop requested while starting: start-up abandoned")
+        return
     uvicorn.run("callbot.gateway.app:create_app", **uvicorn_options(settings))
 
 

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from callbot.common.agents import Agent
-from callbot.common.contracts import PERSISTENCE_RESPONSE_ADAPTER, AgentSave, RpcFailure
+from callbot.common.agents import Agent, DataField, FewShotMessage, LlmOptions, SpeechOptions
+from callbot.common.contracts import PERSISTENCE_RESPONSE_ADAPTER, AgentSave, AgentSaved, RpcFailure
 from callbot.common.messaging import RpcError, RpcTimeout
 from callbot.gateway.deps import Resources, require_api_key
 
@@ -24,12 +24,41 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"], dependencies=[Depends(r
 AgentId = Annotated[str, Path(min_length=1, max_length=64)]
 
 
+# A client's agent refuses what it does not know (a typo like `gretting` would
+# otherwise be dropped and the agent saved without it); agents read back from
+# MongoDB stay lenient (`Agent`), so a field removed later never breaks them.
+_FORBID_UNKNOWN = ConfigDict(extra="forbid")
+
+
+class _DataFieldInput(DataField):
+    model_config = _FORBID_UNKNOWN
+
+
+class _FewShotInput(FewShotMessage):
+    model_config = _FORBID_UNKNOWN
+
+
+class _LlmInput(LlmOptions):
+    model_config = _FORBID_UNKNOWN
+
+
+class _SpeechInput(SpeechOptions):
+    model_config = _FORBID_UNKNOWN
+
+
 class AgentDefinition(Agent):
-    """An agent as a client writes it: the id comes from the URL, and
-    persistence sets the version and the timestamps. The `Agent` validators
-    (template placeholders, field names) run on it as they do on `Agent`."""
+    """An agent as a client writes it: the id comes from the URL (a body's
+    `agent_id` must equal it), and persistence sets the version and the
+    timestamps. The `Agent` validators (template placeholders, field names) run
+    on it as they do on `Agent`; unknown fields are refused."""
+
+    model_config = _FORBID_UNKNOWN
 
     agent_id: SkipJsonSchema[str] = Field(default="", exclude=True)
+    few_shot: tuple[_FewShotInput, ...] = ()
+    data_to_fill: tuple[_DataFieldInput, ...] = ()
+    llm: _LlmInput = _LlmInput()
+    speech: _SpeechInput = _SpeechInput()
     version: SkipJsonSchema[int] = Field(default=1, exclude=True)
     created_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
     updated_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
@@ -66,11 +95,27 @@ async def get_agent(agent_id: AgentId, resources: Resources) -> Agent:
 async def save_agent(
     agent_id: AgentId, definition: AgentDefinition, resources: Resources
 ) -> AgentSaveResult:
+    if definition.agent_id and definition.agent_id != agent_id:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "agent_id"),
+                    "msg": f"agent_id {definition.agent_id!r} differs from the URL's "
+                    f"{agent_id!r}: leave it out, or PUT /v1/agents/{definition.agent_id}",
+                }
+            ]
+        )
     try:
         agent = Agent.model_validate({**definition.model_dump(), "agent_id": agent_id})
     except ValidationError as exc:
         # The id in the URL is the only part not validated with the body.
-        raise RequestValidationError(exc.errors(include_url=False)) from None
+        raise RequestValidationError(
+            [
+                {**error, "loc": ("path", *error["loc"])}
+                for error in exc.errors(include_url=False, include_input=False)
+            ]
+        ) from None
     try:
         reply = await resources.rpc.call(
             resources.topology.persistence_rpc_queue,
@@ -86,6 +131,8 @@ async def save_agent(
         ) from exc
     except RpcError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-    if isinstance(reply, RpcFailure):
-        raise HTTPException(_FAILURE_STATUS[reply.code], f"persistence: {reply.message}")
+    if not isinstance(reply, AgentSaved):
+        if isinstance(reply, RpcFailure):
+            raise HTTPException(_FAILURE_STATUS[reply.code], f"persistence: {reply.message}")
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"persistence answered {reply.type}")
     return AgentSaveResult(agent_id=reply.agent_id, version=reply.version)

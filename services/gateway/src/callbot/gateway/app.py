@@ -55,11 +55,16 @@ async def _malformed_webhook(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, but safe for any body: FastAPI's own handler echoes what
-    it rejected, and fails (a 500) on bytes that are not UTF-8 and on the
-    `NaN` or lone surrogate (`"\\ud800"`) Python's JSON parser lets through."""
+    """FastAPI's 422, but each error names its field (`loc`) and says what is
+    wrong without repeating what was sent: FastAPI's own handler echoes the
+    rejected input (the whole body, for a body-level error), and fails (a 500)
+    on bytes that are not UTF-8 and on the `NaN` or lone surrogate
+    (`"\\ud800"`) Python's JSON parser lets through."""
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_as_text})
+    errors = jsonable_encoder(
+        [{k: v for k, v in error.items() if k not in ("input", "url")} for error in exc.errors()],
+        custom_encoder={bytes: _bytes_as_text},
+    )
     detail = [{key: _renderable(value) for key, value in error.items()} for error in errors]
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 

@@ -28,7 +28,8 @@ Resources = Annotated[GatewayResources, Depends(get_resources)]
 def require_api_key(
     resources: Resources,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+) -> str:
+    """The caller's API key (one of `CALLBOT_API_KEYS`), else 401."""
     presented = credentials.credentials if credentials is not None else ""
     # Compare against every key in constant time: no early exit that times a guess.
     matches = [secrets.compare_digest(presented, key) for key in resources.settings.api_keys]
@@ -38,6 +39,10 @@ def require_api_key(
             "missing or unknown API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return presented
+
+
+ApiKey = Annotated[str, Depends(require_api_key)]
 
 
 async def twilio_webhook(request: Request, resources: Resources) -> TwilioWebhook:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractRobustConnection
+from pymongo import AsyncMongoClient
 from twilio.request_validator import RequestValidator
 
 from callbot.common.messaging import (
@@ -21,10 +22,14 @@ from callbot.common.messaging import (
     connect,
     declare_topology,
 )
-from callbot.common.mongo import callbot_database, create_mongo_client
+from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.settings import Settings
+from callbot.common.startup import wait_for_mongodb
+from callbot.gateway.call_placing import CallClaims, CallPlacer
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
+from callbot.gateway.domain.outbound_call import e164_number
+from callbot.gateway.idempotency_claims import PersistenceCallClaims
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
 
@@ -53,6 +58,21 @@ def check_settings(settings: Settings) -> None:
             "(Twilio credentials to place calls and check webhook signatures; "
             "comma-separated API keys for /v1)"
         )
+    _check_from_number(settings.twilio_from_number)
+
+
+def _check_from_number(number: str) -> None:
+    """Every call needs a caller ID: without a default, each would fail at Twilio."""
+    if not number.strip():
+        raise GatewayMisconfigured(
+            "gateway cannot start: set TWILIO_FROM_NUMBER, the default caller ID (E.164, a "
+            "number you own at Twilio, e.g. +14155550100); a call may still give its own "
+            "`from`, but one without it would be refused by Twilio"
+        )
+    try:
+        e164_number(number)
+    except ValueError as exc:
+        raise GatewayMisconfigured(f"gateway cannot start: TWILIO_FROM_NUMBER {exc}") from None
 
 
 @dataclass
@@ -69,6 +89,28 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    claims: CallClaims
+    mongo: AsyncMongoClient[Document]
+
+    @property
+    def calls(self) -> CallPlacer:
+        """The one path that places calls (checks, Idempotency-Key, Twilio, call.created)."""
+        return CallPlacer(
+            documents=self.documents,
+            twilio=self.twilio,
+            publisher=self.publisher,
+            claims=self.claims,
+            urls=self.urls,
+            default_from=self.settings.twilio_from_number,
+        )
+
+
+async def wait_for_dependencies(settings: Settings) -> None:
+    """RabbitMQ and MongoDB answer (within `STARTUP_TIMEOUT_S`), else
+    `StartupFailed`: checked before uvicorn starts, where signals still stop it."""
+    connection = await connect(settings, f"gateway-{os.getpid()}-check")
+    await connection.close()
+    await wait_for_mongodb(settings)
 
 
 @asynccontextmanager
@@ -99,6 +141,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
             twilio=twilio,
+            claims=PersistenceCallClaims(rpc, topology.persistence_rpc_queue),
+            mongo=mongo,
         )
     finally:
         twilio.close()

@@ -62,7 +62,14 @@ class TwilioApiError(Exception):
 
 
 class TwilioUnreachable(Exception):
-    """No answer from Twilio: connection failed or timed out (after any retries)."""
+    """No answer from Twilio: connection failed or timed out (after any retries).
+
+    `maybe_done`: the request was sent but no answer came (a read timeout), so
+    Twilio may have done it; a refused connection means it surely did not."""
+
+    def __init__(self, message: str, *, maybe_done: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,8 @@ class TwilioCalls:
             raise TwilioApiError(exc.status, exc.code, message) from exc
         except requests.RequestException as exc:
             TWILIO_REQUESTS.labels(operation, "unreachable").inc()
-            raise TwilioUnreachable(f"Twilio {operation}: {exc}") from exc
+            raise TwilioUnreachable(
+                f"Twilio {operation}: {exc}", maybe_done=isinstance(exc, requests.ReadTimeout)
+            ) from exc
         TWILIO_REQUESTS.labels(operation, "ok").inc()
         return result

@@ -17,7 +17,16 @@ from aio_pika.abc import AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from callbot.common.contracts import PERSISTENCE_REQUEST_ADAPTER, AgentSave, AgentSaved
+from callbot.common.contracts import (
+    PERSISTENCE_REQUEST_ADAPTER,
+    AgentSave,
+    AgentSaved,
+    CallClaim,
+    CallClaimed,
+    CallClaimRelease,
+    CallClaimReleased,
+    PersistenceRequest,
+)
 from callbot.common.messaging import (
     Deadline,
     DeclaredTopology,
@@ -28,8 +37,17 @@ from callbot.common.messaging import (
     connect,
     declare_topology,
 )
-from callbot.common.mongo import AGENTS, CALLS, Document, callbot_database, create_mongo_client
+from callbot.common.mongo import (
+    AGENTS,
+    CALL_CLAIMS,
+    CALLS,
+    Document,
+    callbot_database,
+    create_mongo_client,
+)
 from callbot.common.settings import Settings
+from callbot.common.startup import wait_for_mongodb
+from callbot.persistence.call_claims import MongoCallClaims, claim_call, release_call_claim
 from callbot.persistence.completion import CallCompletionPublisher
 from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
 from callbot.persistence.store import (
@@ -68,17 +86,19 @@ class PersistenceService:
         self._connection: AbstractRobustConnection | None = None
         self._declared: DeclaredTopology | None = None
         self._consumer: EventConsumer | None = None
-        self._rpc: RpcServer[AgentSave] | None = None
+        self._rpc: RpcServer[PersistenceRequest] | None = None
         self._completions: CallCompletionPublisher | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self._settings
+        await wait_for_mongodb(settings)
         self._mongo = create_mongo_client(settings, "persistence")
         database = callbot_database(self._mongo, settings)
         calls = MongoCallStore(database[CALLS])
         agents = MongoAgentStore(database[AGENTS])
-        await _create_indexes(calls)
+        claims = MongoCallClaims(database[CALL_CLAIMS])
+        await _create_indexes(calls, claims)
 
         self._connection = await connect(settings, f"persistence-{os.getpid()}")
         topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
@@ -110,7 +130,14 @@ class PersistenceService:
             delivery_limit=topology.delivery_limit,
         )
 
-        async def serve_agent_save(request: AgentSave, _deadline: Deadline) -> AgentSaved:
+        async def serve_request(
+            request: PersistenceRequest, _deadline: Deadline
+        ) -> AgentSaved | CallClaimed | CallClaimReleased:
+            if isinstance(request, CallClaim):
+                return await claim_call(request, claims=claims)
+            if isinstance(request, CallClaimRelease):
+                return await release_call_claim(request, claims=claims)
+            assert isinstance(request, AgentSave)
             return await save_agent(request, agents=agents, events=publisher)
 
         rpc_channel = await self._connection.channel()
@@ -120,7 +147,7 @@ class PersistenceService:
             rpc_channel,
             rpc_queue,
             PERSISTENCE_REQUEST_ADAPTER,
-            serve_agent_save,
+            serve_request,
             dead_letters=self._declared.dead_letters,
         )
 
@@ -156,7 +183,7 @@ class PersistenceService:
             await self._mongo.close()
 
 
-async def _create_indexes(calls: MongoCallStore) -> None:
+async def _create_indexes(calls: MongoCallStore, claims: MongoCallClaims) -> None:
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(STORE_UNREACHABLE),
         stop=stop_after_delay(INDEX_WAIT_S),
@@ -165,3 +192,4 @@ async def _create_indexes(calls: MongoCallStore) -> None:
     ):
         with attempt:
             await calls.ensure_indexes()
+            await claims.ensure_indexes()

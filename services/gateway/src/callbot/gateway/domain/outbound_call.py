@@ -70,9 +70,28 @@ class CallRequest(BaseModel):
     record: bool | None = Field(default=None, description="Record the call; default: the agent's.")
 
 
-def missing_variables(agent: Agent, variables: dict[str, Any]) -> list[str]:
-    """Variables the agent's templates use that the request did not give."""
-    return sorted(agent.required_variables() - variables.keys())
+def missing_placeholders(
+    agent: Agent, recipient: dict[str, Any], variables: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The `{recipient.<key>}` and `{variables.<key>}` the agent's templates use
+    that the request does not give (absent or null), as 422 errors whose `loc`
+    is the missing field: the callee would hear a gap where each goes."""
+    given = {"recipient": recipient, "variables": variables}
+    return [
+        {
+            "type": "missing",
+            "loc": ["body", root, key],
+            "msg": f"agent {agent.agent_id!r} uses {{{root}.{key}}} in its "
+            f"{_where_used(agent, root, key)}; give {root}.{key} in the request",
+        }
+        for root, key in sorted(agent.required_placeholders())
+        if given[root].get(key) is None
+    ]
+
+
+def _where_used(agent: Agent, root: str, key: str) -> str:
+    placeholder = f"{{{root}.{key}}}"
+    return ", ".join(name for name, text in agent.templates().items() if placeholder in text)
 
 
 def create_call_params(
