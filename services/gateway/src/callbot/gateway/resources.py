@@ -23,6 +23,7 @@ from callbot.common.messaging import (
 )
 from callbot.common.mongo import callbot_database, create_mongo_client
 from callbot.common.settings import Settings
+from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
@@ -69,6 +70,7 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    campaigns: CampaignDocuments
 
 
 @asynccontextmanager
@@ -99,6 +101,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
             twilio=twilio,
+            campaigns=CampaignDocuments(callbot_database(mongo, settings)),
         )
     finally:
         twilio.close()
