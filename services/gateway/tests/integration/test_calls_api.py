@@ -318,6 +318,10 @@ async def test_put_agent_saves_through_persistence(
         (_definition(greeting="Hi {recipient.name} {whoops}"), "unknown placeholder {whoops}"),
         (_definition(max_turns="many"), "valid integer"),
         (_definition(data_to_fill=[{"name": "x", "description": "d", "type": "colour"}]), "type"),
+        (
+            _definition(speech={"model": "phone_call", "timeout": "auto"}),
+            'speech.timeout "auto" cannot be used with speech.model',
+        ),
     ],
 )
 async def test_put_invalid_agent_is_422_and_not_saved(

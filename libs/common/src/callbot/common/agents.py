@@ -71,6 +71,26 @@ class SpeechOptions(_Model):
     timeout: str = "auto"  # Twilio speechTimeout: seconds or "auto"
     gather_timeout_s: int = Field(default=5, ge=1, le=60)
 
+    @model_validator(mode="after")
+    def _twilio_accepts_the_timeout(self) -> SpeechOptions:
+        problem = speech_timeout_problem(self.timeout, self.model)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def speech_timeout_problem(timeout: str, model: str | None) -> str | None:
+    """Why Twilio would refuse this `speechTimeout` (with this `speechModel`)."""
+    if timeout != "auto" and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
+        return f'speech.timeout {timeout!r} must be "auto" or whole seconds from 1 to 60'
+    if timeout == "auto" and model is not None:
+        return (
+            f'speech.timeout "auto" cannot be used with speech.model {model!r}: Twilio '
+            "refuses it (warning 13335). Set speech.timeout to whole seconds, "
+            'e.g. "2", or leave speech.model unset'
+        )
+    return None
+
 
 class Agent(_Model):
     """An agent as stored in the `agents` collection (`_id` is `agent_id`)."""
