@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
 
+    # Campaigns
+    campaigns_gateway_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Where the campaigns service places calls (gateway's POST /v1/calls).",
+    )
+    campaigns_api_key: SecretStr = SecretStr("")
+    campaigns_progress_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    campaigns_lease_s: float = Field(default=60.0, ge=1, le=3600)
+
     # Operations
     log_level: LogLevel = "INFO"
     metrics_port: int = Field(

@@ -24,6 +24,7 @@ from callbot.common.messaging import (
 )
 from callbot.common.mongo import callbot_database, create_mongo_client
 from callbot.common.settings import Settings
+from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
@@ -71,6 +72,7 @@ class GatewayResources:
     documents: DocumentReader
     twilio: TwilioCalls
     mcp: McpClient  # lists an agent's MCP tools when it is saved
+    campaigns: CampaignDocuments
 
 
 @asynccontextmanager
@@ -103,6 +105,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             documents=StoredDocuments(callbot_database(mongo, settings)),
             twilio=twilio,
             mcp=mcp,
+            campaigns=CampaignDocuments(callbot_database(mongo, settings)),
         )
     finally:
         await mcp.close()
