@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 from gateway_harness import (
     ACCOUNT_SID,
@@ -31,14 +30,10 @@ from gateway_harness import (
 
 from callbot.common.calls import CallDocument, Turn
 from callbot.common.contracts import (
-    PERSISTENCE_REQUEST_ADAPTER,
     AgentSave,
-    AgentSaved,
     CallCreated,
-    Message,
-    RpcFailure,
 )
-from callbot.common.messaging import Deadline, RpcServer, Topology
+from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 
 pytestmark = pytest.mark.rabbit
@@ -303,28 +298,6 @@ async def test_get_agent(client: httpx.AsyncClient) -> None:
 def _definition(**overrides: Any) -> dict[str, Any]:
     agent = demo_agent().model_dump(mode="json", exclude={"agent_id", "version"})
     return {**agent, **overrides}
-
-
-@pytest.fixture
-async def saved_agents(
-    amqp_connection: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[list[AgentSave]]:
-    """persistence's side of `AgentSave`, scripted: version 4, or a refusal."""
-    received: list[AgentSave] = []
-
-    async def save(request: AgentSave, _deadline: Deadline) -> Message:
-        received.append(request)
-        if request.agent.name == "refused":
-            return RpcFailure(code="bad_request", message="name refused")
-        return AgentSaved(agent_id=request.agent.agent_id, version=4)
-
-    channel = await amqp_connection.channel()
-    queue = await channel.get_queue(topology.persistence_rpc_queue)
-    server = RpcServer(channel, queue, PERSISTENCE_REQUEST_ADAPTER, save)
-    await server.start()
-    yield received
-    await server.stop()
-    await channel.close()
 
 
 async def test_put_agent_saves_through_persistence(

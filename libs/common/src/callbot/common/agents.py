@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from callbot.common.storable import StorableObject
+from callbot.common.mcp_servers import McpServers
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
 AmdMode = Literal["off", "sync", "async"]
@@ -118,7 +118,7 @@ class Agent(_Model):
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)
-    mcp: tuple[StorableObject, ...] = ()
+    mcp: McpServers = ()
     knowledge: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from callbot.common.mcp_servers import ToolCallRecord
+
 Role = Literal["user", "assistant"]
 
 EndedBy = Literal[
@@ -68,6 +70,7 @@ class Turn(_Model):
     no_input: bool = False  # the callee said nothing (Twilio sent an empty SpeechResult)
     confidence: float | None = None
     latency_ms: int | None = None
+    tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
 
 
 class Recording(_Model):
