@@ -27,6 +27,7 @@ EndedBy = Literal[
     "no-answer",
     "failed",
     "canceled",
+    "opt_out",  # the callee asked not to be called again
 ]
 
 # Twilio's call statuses; the last five are terminal.
