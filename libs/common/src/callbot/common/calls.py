@@ -94,6 +94,7 @@ class CallDocument(_Model):
     )
     recipient: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, Any] = Field(default_factory=dict)
+    override_opt_out: str | None = None
     status: CallStatus | None = None
     status_seq: int | None = None
     answered_by: str | None = None
