@@ -53,6 +53,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "voicemail": {"outcome": "answered", "answered_by": "machine_end_beep"},
     "hangs_up": {"outcome": "answered", "steps": [{"hangup": {}}]},
     "fails": {"outcome": "failed"},
+    "opts_out": {"outcome": "answered", "steps": [{"say": "Please don't call me again."}]},
 }
 
 

@@ -84,7 +84,10 @@ async def complete(h: Harness, attempt_id: str, try_number: int, **fields: Any) 
 
 async def test_rows_are_checked_and_skips_recorded(h: Harness) -> None:
     await handle_request(SuppressionsAdd(numbers=("+12125550102",)), h.ports)
-    await h.db["recipients"].insert_one({"to": "+12125550103", "opted_out": True})
+    await h.db["recipients"].insert_one(
+        {"_id": "agent:+12125550103", "opted_out": {"call_id": "c0", "at": h.clock.now}}
+    )
+    await h.db["recipients"].insert_one({"_id": "agent:+12125550101", "opted_out": None})
     campaign_id = await start_campaign(
         h,
         ["+12125550101", "+12125550102", "+12125550103", "555", "+12125550101"],
@@ -253,7 +256,7 @@ async def test_an_opt_out_during_the_call_ends_the_recipient(h: Harness) -> None
     claimed = await claim_next(await campaign(h, campaign_id), h.ports)
     assert claimed is not None
     await place(claimed, h.ports)
-    await complete(h, claimed.attempt["_id"], 1, ending_reason="opted_out")
+    await complete(h, claimed.attempt["_id"], 1, ended_by="opt_out")
     counters = await h.ports.store.counters(campaign_id)
     assert counters.skipped_by_reason == {"opted_out": 1}
 

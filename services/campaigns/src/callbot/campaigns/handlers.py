@@ -169,12 +169,13 @@ async def add_recipients(
     store = ports.store
     now = ports.clock()
     campaign_id = campaign["_id"]
-    hours = CallingHours(_settings_of(campaign).schedule)
+    settings = _settings_of(campaign)
+    hours = CallingHours(settings.schedule)
     checked = [check_row(row) for row in request.recipients]
     numbers = {row.to for row in checked if row.skip is None}
     known = await store.known_numbers(campaign_id, numbers)
     suppressed = await store.suppressed(numbers)
-    opted_out = await store.opted_out(numbers)
+    opted_out = await store.opted_out(settings.agent_id, numbers)
     seen: set[str] = set(known)
     documents = []
     for row in checked:

@@ -325,13 +325,15 @@ class CampaignStore:
         found = self.suppressions.find({"_id": {"$in": list(numbers)}}, projection={"_id": 1})
         return {document["_id"] async for document in found}
 
-    async def opted_out(self, numbers: Iterable[str]) -> set[str]:
-        """Numbers whose recipient asked not to be called (persistence's
-        `recipients` collection: `to`, `opted_out`)."""
+    async def opted_out(self, agent_id: str, numbers: Iterable[str]) -> set[str]:
+        """Numbers whose recipient asked this agent's calls to stop
+        (persistence's `recipients`: `_id` "{agent_id}:{to}", `opted_out`)."""
+        keys = [f"{agent_id}:{number}" for number in numbers]
         found = self._recipients.find(
-            {"to": {"$in": list(numbers)}, "opted_out": True}, projection={"to": 1}
+            {"_id": {"$in": keys}, "opted_out": {"$ne": None}}, projection={"_id": 1}
         )
-        return {document["to"] async for document in found}
+        prefix = len(agent_id) + 1
+        return {str(document["_id"])[prefix:] async for document in found}
 
     async def add_suppressions(self, numbers: Iterable[str], reason: str, now: datetime) -> None:
         for number in numbers:
