@@ -218,16 +218,33 @@ CampaignResponse = Annotated[CampaignAck | RpcFailure, Field(discriminator="type
 CAMPAIGN_RESPONSE_ADAPTER: TypeAdapter[CampaignResponse] = TypeAdapter(CampaignResponse)
 
 
+def counters_pipeline(campaign_id: str) -> list[dict[str, Any]]:
+    """The aggregation over `attempts` whose result `counters_from_groups` reads."""
+    return [
+        {"$match": {"campaign_id": campaign_id}},
+        {
+            "$group": {
+                "_id": {"state": "$state", "skip_reason": "$skip_reason"},
+                "n": {"$sum": 1},
+                "placed": {"$sum": {"$size": {"$ifNull": ["$tries", []]}}},
+            }
+        },
+    ]
+
+
 def counters_from_groups(groups: list[dict[str, Any]]) -> CampaignCounters:
-    """Counters from `{state, skip_reason, n}` groups of the attempts collection."""
+    """Counters from the groups `counters_pipeline` yields."""
     by_state: dict[str, int] = {}
     skipped: dict[str, int] = {}
+    placed = 0
     for group in groups:
-        state, count = str(group["state"]), int(group["n"])
-        by_state[state] = by_state.get(state, 0) + count
+        key = group["_id"]
+        state, count = str(key["state"]), int(group["n"])
+        placed += int(group.get("placed", 0))
         if state == "skipped":
-            reason = str(group.get("skip_reason") or "unknown")
+            reason = str(key.get("skip_reason") or "unknown")
             skipped[reason] = skipped.get(reason, 0) + count
+        by_state[state] = by_state.get(state, 0) + count
     return CampaignCounters(
         total=sum(by_state.values()),
         pending=by_state.get("pending", 0),
@@ -238,4 +255,5 @@ def counters_from_groups(groups: list[dict[str, Any]]) -> CampaignCounters:
         canceled=by_state.get("canceled", 0),
         skipped=sum(skipped.values()),
         skipped_by_reason=skipped,
+        calls_placed=placed,
     )

@@ -17,6 +17,7 @@ AGENTS = "agents"
 CALLS = "calls"
 # persistence's record of the `Idempotency-Key`s of `POST /v1/calls` (one per key, 24 h).
 CALL_CLAIMS = "call_claims"
+RECIPIENTS = "recipients"
 
 Document = dict[str, Any]
 

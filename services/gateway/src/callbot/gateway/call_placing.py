@@ -36,6 +36,7 @@ from callbot.gateway.domain.outbound_call import (
     create_call_params,
     missing_placeholders,
 )
+from callbot.gateway.opt_out_check import refuse_opted_out
 from callbot.gateway.publishing import publish_best_effort
 from callbot.gateway.stored_documents import DocumentReader
 from callbot.gateway.twilio_rest import PlacedCall, TwilioApiError, TwilioCalls, TwilioUnreachable
@@ -120,6 +121,7 @@ class CallPlacer:
             raise CallRefused(status.HTTP_404_NOT_FOUND, f"agent {request.agent_id!r} not found")
         if missing := missing_placeholders(agent, request.recipient, request.variables):
             raise CallRefused(status.HTTP_422_UNPROCESSABLE_CONTENT, missing)
+        await refuse_opted_out(request, self._documents)
         call_id = new_id()
         if idempotency_key is None:
             return await self._place(call_id, agent, request)
@@ -157,6 +159,7 @@ class CallPlacer:
                     recipient=request.recipient,
                     variables=request.variables,
                     status=placed.status,
+                    override_opt_out=request.override_opt_out,
                 ),
                 timeout_s=10.0,
                 consequence="the call was placed at Twilio anyway; "

@@ -43,7 +43,10 @@ class CallPlaced(BaseModel):
     status_code=status.HTTP_201_CREATED,
     responses={
         404: {"description": "No such agent."},
-        409: {"description": "The Idempotency-Key's first call is still being placed; retry."},
+        409: {
+            "description": "The recipient opted out (send override_opt_out to call anyway), "
+            "or the Idempotency-Key's first call is still being placed (retry)."
+        },
         422: {
             "description": "Invalid number, or a recipient field or variable the agent's "
             "templates use is missing (`loc` names it)."

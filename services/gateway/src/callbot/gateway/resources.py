@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 from pymongo import AsyncMongoClient
 from twilio.request_validator import RequestValidator
 
+from callbot.common.mcp_client import McpClient
 from callbot.common.messaging import (
     DeclaredTopology,
     EventPublisher,
@@ -26,10 +27,12 @@ from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.settings import Settings
 from callbot.common.startup import wait_for_mongodb
 from callbot.gateway.call_placing import CallClaims, CallPlacer
+from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.domain.outbound_call import e164_number
 from callbot.gateway.idempotency_claims import PersistenceCallClaims
+from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
 
@@ -89,6 +92,9 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    mcp: McpClient  # lists an agent's MCP tools when it is saved
+    campaigns: CampaignDocuments
+    results: StoredResults  # the read API's listings
     claims: CallClaims
     mongo: AsyncMongoClient[Document]
 
@@ -118,6 +124,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
     topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
     connection = await connect(settings, f"gateway-{os.getpid()}")
     mongo = create_mongo_client(settings, "callbot-gateway")
+    mcp = McpClient(settings.mcp_allowed_host_set)
     twilio = TwilioCalls(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
@@ -140,11 +147,15 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
+            results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
             claims=PersistenceCallClaims(rpc, topology.persistence_rpc_queue),
             mongo=mongo,
+            mcp=mcp,
+            campaigns=CampaignDocuments(callbot_database(mongo, settings)),
         )
     finally:
+        await mcp.close()
         twilio.close()
         await mongo.close()
         await connection.close()

@@ -41,6 +41,7 @@ from callbot.common.mongo import (
     AGENTS,
     CALL_CLAIMS,
     CALLS,
+    RECIPIENTS,
     Document,
     callbot_database,
     create_mongo_client,
@@ -50,6 +51,7 @@ from callbot.common.startup import wait_for_mongodb
 from callbot.persistence.call_claims import MongoCallClaims, claim_call, release_call_claim
 from callbot.persistence.completion import CallCompletionPublisher
 from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
+from callbot.persistence.recipient_store import MongoRecipientStore, RecipientStore
 from callbot.persistence.store import (
     STORE_UNREACHABLE,
     MongoAgentStore,
@@ -97,8 +99,9 @@ class PersistenceService:
         database = callbot_database(self._mongo, settings)
         calls = MongoCallStore(database[CALLS])
         agents = MongoAgentStore(database[AGENTS])
+        recipients = MongoRecipientStore(database[RECIPIENTS])
         claims = MongoCallClaims(database[CALL_CLAIMS])
-        await _create_indexes(calls, claims)
+        await _create_indexes(calls, recipients, claims)
 
         self._connection = await connect(settings, f"persistence-{os.getpid()}")
         topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
@@ -115,6 +118,7 @@ class PersistenceService:
             publisher,
             grace_s=self._completion_grace_s,
             claim_timeout_s=self._claim_timeout_s,
+            recipients=recipients,
         )
         self._completions = completions
         self._consumer = EventConsumer(
@@ -183,7 +187,9 @@ class PersistenceService:
             await self._mongo.close()
 
 
-async def _create_indexes(calls: MongoCallStore, claims: MongoCallClaims) -> None:
+async def _create_indexes(
+    calls: MongoCallStore, recipients: RecipientStore, claims: MongoCallClaims
+) -> None:
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(STORE_UNREACHABLE),
         stop=stop_after_delay(INDEX_WAIT_S),
@@ -192,4 +198,5 @@ async def _create_indexes(calls: MongoCallStore, claims: MongoCallClaims) -> Non
     ):
         with attempt:
             await calls.ensure_indexes()
+            await recipients.ensure_indexes()
             await claims.ensure_indexes()
