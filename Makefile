@@ -8,9 +8,12 @@ PACKAGES := -e libs/common -e libs/testkit -e services/gateway -e services/dialo
             -e services/persistence -e services/emulator -e services/campaigns
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest broker tools demo lock clean
+.PHONY: help install test lint typecheck pytest broker tools demo up down logs lock clean
 
-install: $(VENV)/.installed
+help: ## this list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+install: $(VENV)/.installed ## create .venv with the pinned packages
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,14 +41,23 @@ typecheck: install
 pytest: install broker tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck pytest ## ruff, mypy --strict and the whole pytest suite (what CI runs)
 
-demo: install broker
+demo: install broker ## one emulated call through the whole stack, printed, then everything stops
 	$(BIN)/python scripts/demo.py
 
+up: install broker ## the whole stack as local background processes, kept running (API key and URLs printed)
+	$(BIN)/python scripts/stack.py up
+
+down: ## stop everything `make up` started
+	@if test -x $(BIN)/python; then $(BIN)/python scripts/stack.py down; fi
+
+logs: ## follow the logs of `make up` (.run/logs)
+	tail -n 20 -F .run/logs/*.log
+
 # Re-pin every third-party package to what is installed now.
-lock: install
+lock: install ## re-pin constraints.txt to what is installed
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -e '^-e ' -e '^callbot-' > constraints.txt
 
-clean:
+clean: ## remove .venv and the caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

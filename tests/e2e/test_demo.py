@@ -10,10 +10,14 @@ and says so.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,4 +84,80 @@ def test_demo_runs_a_whole_call_and_exits_0(
         'data collected: {"full_name": "Ada Lovelace", "email": "ada@example.com", '
         '"callback_phone": "+14155550134"}'
     ) in output
-    assert '"completed_published_at": "' in output  # the stored document, as printed
+    assert "stored call document: " in output
+    stored = json.loads((ROOT / ".demo" / "call.json").read_text())
+    assert stored["completed_published_at"]
+    assert "make up" in output[output.index("What next:") :]
+    assert "http://127.0.0.1:8080/docs" in output
+
+
+def _path_without_docker_compose(shims: Path) -> str:
+    """A PATH with every tool of the system's directories but docker-compose
+    (root's own directories would not be readable by `nobody`)."""
+    shims.mkdir()
+    for directory in ("/usr/local/bin", "/usr/local/sbin", "/usr/bin", "/usr/sbin", "/bin"):
+        if not Path(directory).is_dir():
+            continue
+        for tool in Path(directory).iterdir():
+            target = shims / tool.name
+            if tool.name != "docker-compose" and not target.exists() and os.access(tool, os.X_OK):
+                target.symlink_to(tool)
+    return str(shims)
+
+
+def _venv_nobody_can_run(work: Path) -> Path:
+    """The suite's venv may run on an interpreter under root's home (pyenv),
+    which `nobody` cannot execute: a venv on the system's Python 3.11 that
+    loads the suite's installed packages (a user's own clone has its own venv)."""
+    venv = work / "venv"
+    system_python = "/usr/bin/python3"
+    subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    packages = next((ROOT / ".venv" / "lib").glob("python3.*/site-packages"))
+    [own] = list((venv / "lib").glob("python3.*/site-packages"))
+    (own / "suite-packages.pth").write_text(f"import site; site.addsitedir({str(packages)!r})\n")
+    (venv / ".installed").touch()  # `make install` is the caller's step, done above
+    return venv
+
+
+def test_make_demo_runs_as_a_non_root_user_without_docker_compose(rabbitmq_url: str) -> None:
+    """Issue 14, "Must show" 4: `make demo` needs Python and RabbitMQ only.
+
+    Run as root (as here), the demo runs as `nobody` through setpriv; run by a
+    user, as that user. The venv is made first by the caller (a user making
+    their own clone's venv is the same step), so `make demo` as `nobody` must
+    write nothing outside its CALLBOT_DEMO_DIR."""
+    install = subprocess.run(["make", "-s", "-C", str(ROOT), "install"], check=False)
+    assert install.returncode == 0
+    work = Path(tempfile.mkdtemp(prefix="demo-nonroot-"))
+    try:
+        work.chmod(0o777)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("OPENAI_", "MONGODB_", "RABBITMQ_", "LLM_", "MAKE"))
+        }
+        env.update(
+            PATH=_path_without_docker_compose(work / "bin"),
+            RABBITMQ_URL=rabbitmq_url,
+            CALLBOT_DEMO_DIR=str(work / "demo"),
+            HOME=str(work),
+        )
+        command = ["make", "-s", "-C", str(ROOT), "demo"]
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            assert setpriv, "setpriv (util-linux) is needed to run the demo as nobody"
+            command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+            command.append(f"VENV={_venv_nobody_can_run(work)}")
+        assert subprocess.run(["which", "docker-compose"], env=env, check=False).returncode != 0
+        demo = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=240, check=False
+        )
+        output = demo.stdout + demo.stderr
+        assert demo.returncode == 0, output
+        assert "docker-compose" not in output
+        assert re.search(r"ended_by: system_complete\s+status: completed", output)
+        assert (work / "demo" / "call.json").stat().st_uid == (
+            65534 if os.geteuid() == 0 else os.geteuid()
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

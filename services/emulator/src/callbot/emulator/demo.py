@@ -67,7 +67,9 @@ def _wait_for_completed(
     raise TimeoutError(f"call {call_id} was not completed in time; last seen: {document}")
 
 
-def print_call(document: dict[str, Any]) -> None:
+def print_call(document: dict[str, Any], saved_to: Path | None = None) -> None:
+    """The conversation and its outcome; the whole stored document too, or,
+    with `saved_to`, written there instead of printed."""
     print("transcript:")
     for turn in document.get("turns", []):
         speaker = "AGENT " if turn["role"] == "assistant" else "CALLEE"
@@ -77,8 +79,13 @@ def print_call(document: dict[str, Any]) -> None:
         f"duration: {document.get('duration_s')} s"
     )
     print(f"data collected: {json.dumps(document.get('data_collected', {}))}")
+    whole = json.dumps(document, indent=2, sort_keys=True)
+    if saved_to is not None:
+        saved_to.write_text(whole + "\n")
+        print(f"\nstored call document: {saved_to}")
+        return
     print("\nstored call document:")
-    print(json.dumps(document, indent=2, sort_keys=True))
+    print(whole)
 
 
 def main() -> None:

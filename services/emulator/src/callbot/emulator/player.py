@@ -603,7 +603,9 @@ class CallPlayer:
         silences = sum(1 for entry in record.conversation if entry.kind == "silence")
         recording = f", recording {record.recording_sid}" if record.recording_sid else ""
         logger.info(
-            "CALL %s to %s (scenario %s): %s, ended by %s after %s s; %d agent lines, "
+            # Twilio's view of the hang-up (e.g. agent_hangup: the TwiML said
+            # <Hangup/>), not callbot's `ended_by` (why: system_complete, ...).
+            "CALL %s to %s (scenario %s): %s, hang-up %s after %s s; %d agent lines, "
             "%d callee lines, %d silences, %d webhooks, %d errors%s",
             record.sid,
             record.to,
