@@ -8,7 +8,7 @@ PACKAGES := -e libs/common -e libs/testkit -e services/gateway -e services/dialo
             -e services/persistence -e services/emulator -e services/campaigns
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint typecheck pytest broker tools demo up down logs lock clean
+.PHONY: help install test lint typecheck pytest broker tools demo demo-campaign up down logs lock clean
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -54,6 +54,10 @@ down: ## stop everything `make up` started
 
 logs: ## follow the logs of `make up` (.run/logs)
 	tail -n 20 -F .run/logs/*.log
+
+# A campaign of 20 numbers with mixed outcomes through the emulator.
+demo-campaign: install broker ## a campaign of 20 numbers with mixed outcomes through the emulator
+	$(BIN)/python scripts/demo_campaign.py
 
 # Re-pin every third-party package to what is installed now.
 lock: install ## re-pin constraints.txt to what is installed
