@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help install test lint typecheck pytest broker tools demo demo-campaign up down logs lock clean
 
 help: ## this list
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
 
 install: $(VENV)/.installed ## create .venv with the pinned packages
 
