@@ -15,13 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "dialog", "persistence")
 
 
-def _config(*profiles: str) -> dict[str, Any]:
+def _config(*profiles: str, env_file: Path | None = None) -> dict[str, Any]:
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose is not installed: run scripts/ensure-tools.sh"
     args = [compose, "-f", str(ROOT / "docker-compose.yml")]
+    if env_file is not None:
+        args = [compose, "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml")]
     for profile in profiles:
         args += ["--profile", profile]
-    result = subprocess.run([*args, "config"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*args, "config"], capture_output=True, text=True, check=False, cwd=ROOT / "deploy"
+    )
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
@@ -29,7 +33,7 @@ def _config(*profiles: str) -> dict[str, Any]:
 
 def test_compose_file_is_valid_and_only_the_demo_profile_adds_the_emulator() -> None:
     services = _config("demo")["services"]
-    assert set(services) == {"rabbitmq", "mongodb", *SERVICES, "emulator", "demo"}
+    assert set(services) == {"rabbitmq", "mongodb", *SERVICES, "campaigns", "emulator", "demo"}
     in_demo_profile = {
         name for name, spec in services.items() if "demo" in spec.get("profiles", ())
     }
@@ -64,3 +68,32 @@ def test_every_image_target_runs_as_a_non_root_user() -> None:
     for target in (*SERVICES, "emulator"):
         assert re.search(r"^USER (?!root)\w+", targets[target], flags=re.MULTILINE), target
         assert "CMD" in targets[target]
+
+
+DEMO_VALUES = {"CALLBOT_API_KEYS", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"}
+
+
+def test_without_an_env_file_gateway_gets_no_demo_credentials_and_real_twilio() -> None:
+    # A forgotten .env: gateway's settings check then refuses to start and names
+    # these variables (services/gateway/tests/unit/test_settings_check.py).
+    environment = _config()["services"]["gateway"]["environment"]
+    assert {name: environment[name] for name in DEMO_VALUES} == dict.fromkeys(DEMO_VALUES, "")
+    assert environment["TWILIO_API_BASE_URL"] == "https://api.twilio.com"
+
+
+def test_the_demo_profile_brings_its_own_values() -> None:
+    services = _config("demo", env_file=ROOT / "deploy" / "demo.env")["services"]
+    gateway = services["gateway"]["environment"]
+    assert all(gateway[name] for name in DEMO_VALUES)
+    assert gateway["TWILIO_API_BASE_URL"] == "http://emulator:8090"
+    assert services["emulator"]["environment"]["TWILIO_AUTH_TOKEN"] == gateway["TWILIO_AUTH_TOKEN"]
+    assert "--api-key=demo-key" in services["demo"]["command"]
+
+
+def test_images_are_pinned_to_a_patch_version() -> None:
+    images = [spec["image"] for spec in _config("demo")["services"].values() if "image" in spec]
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    images += [image for image in re.findall(r"^FROM (\S+)", dockerfile, re.M) if image != "base"]
+    assert images
+    for image in images:
+        assert re.search(r":\d+\.\d+\.\d+", image), f"{image} is not pinned to a patch version"

@@ -38,3 +38,19 @@ def test_at_warning_only_the_lifecycle_lines_speak_below_warning(
         ("warning", "slow request"),
     ]
     assert {line["service"] for line in lines} == {"dialog"}
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_uvicorns_coloured_copy_of_a_message_is_left_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("gateway", "INFO")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]",
+        42,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]", "port": 8080},
+    )
+    [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert line["msg"] == "Started server process [42]"
+    assert "color_message" not in line
+    assert line["port"] == 8080

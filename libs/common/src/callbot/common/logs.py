@@ -20,7 +20,13 @@ import orjson
 _context: ContextVar[dict[str, Any]] = ContextVar("callbot_log_context", default={})  # noqa: B039
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn's `color_message` is its message again, with ANSI colour escapes.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 @contextmanager
