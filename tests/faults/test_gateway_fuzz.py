@@ -398,7 +398,8 @@ def api_requests(draw: st.DrawFn, components: Mapping[str, Any]) -> dict[str, An
             value = draw(from_schema({"$ref": f"#/{schema}"}, components))
             body = httpx.Request("POST", "http://x", json=value).content
     if operation == "a call placed":  # a request that fits, with odd recipient data
-        recipient = draw(st.dictionaries(text, JSON_VALUES, max_size=3))
+        # The agent's templates use {recipient.name}: without it the call is a 422.
+        recipient = {**draw(st.dictionaries(text, JSON_VALUES, max_size=3)), "name": draw(text)}
         value = {"agent_id": AGENT_ID, "to": "+15005550006", "recipient": recipient}
         body = httpx.Request("POST", "http://x", json=value).content
     auth = draw(st.sampled_from(["valid", "valid", "valid", "valid", "none", "wrong"]))

@@ -119,9 +119,10 @@ class CallPlacer:
         agent = await self._documents.agent(request.agent_id)
         if agent is None:
             raise CallRefused(status.HTTP_404_NOT_FOUND, f"agent {request.agent_id!r} not found")
+        # An opted-out recipient is refused whatever the request holds.
+        await refuse_opted_out(request, self._documents)
         if missing := missing_placeholders(agent, request.recipient, request.variables):
             raise CallRefused(status.HTTP_422_UNPROCESSABLE_CONTENT, missing)
-        await refuse_opted_out(request, self._documents)
         call_id = new_id()
         if idempotency_key is None:
             return await self._place(call_id, agent, request)
