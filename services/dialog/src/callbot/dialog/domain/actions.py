@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from callbot.common.mcp_servers import ToolCallRecord
 from callbot.common.storable import well_formed_text
 
 RECORD_DATA = "record_data"
@@ -45,6 +46,7 @@ class ModelUnavailable(Exception):
 class ModelAnswer:
     text: str
     actions: tuple[Action, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()  # MCP tools called on the way (tool_loop)
 
 
 def parse_tool_call(name: str, arguments: str) -> Action:
