@@ -110,6 +110,7 @@ class Agent(_Model):
     reprompt_message: str = "Sorry, I didn't catch that. Could you say that again?"
     fallback_message: str = "Sorry, give me a moment. Could you repeat that?"
     timeout_message: str = "I haven't heard from you, so I will end the call now. Goodbye!"
+    opt_out_message: str = "Understood. We will not call you again. Sorry to bother you, goodbye."
     max_no_input: int = Field(default=3, ge=1, le=10)
     max_turns: int = Field(default=40, ge=2, le=400)
     max_duration_s: int = Field(default=600, ge=30, le=14400)
@@ -149,6 +150,7 @@ class Agent(_Model):
             "reprompt_message": self.reprompt_message,
             "fallback_message": self.fallback_message,
             "timeout_message": self.timeout_message,
+            "opt_out_message": self.opt_out_message,
         }
 
     def required_variables(self) -> frozenset[str]:

@@ -27,6 +27,7 @@ EndedBy = Literal[
     "no-answer",
     "failed",
     "canceled",
+    "opt_out",  # the callee asked not to be called again
 ]
 
 # Twilio's call statuses; the last five are terminal.
@@ -93,6 +94,7 @@ class CallDocument(_Model):
     )
     recipient: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, Any] = Field(default_factory=dict)
+    override_opt_out: str | None = None
     status: CallStatus | None = None
     status_seq: int | None = None
     answered_by: str | None = None

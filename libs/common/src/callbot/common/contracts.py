@@ -62,6 +62,7 @@ class CallCreated(CallEvent):
     recipient: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, Any] = Field(default_factory=dict)
     status: str = "queued"
+    override_opt_out: str | None = None  # why a recipient who opted out is called anyway
 
 
 class CallAnswered(CallEvent):
