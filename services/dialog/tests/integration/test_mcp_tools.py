@@ -237,11 +237,9 @@ async def test_a_tool_the_agent_does_not_allow_is_neither_offered_nor_sent(
         await running.caller.start("call-1")
         reply = await running.caller.turn("call-1", 1, "Please refund order 1042")
         assert reply.say == "I cannot do refunds, sorry."
-        assert offered_names(running.fake.requests[0]) == [
-            "record_data",
-            "end_call",
-            "orders__lookup_order",
-        ]
+        offered = offered_names(running.fake.requests[0])
+        assert [name for name in offered if name.startswith("orders__")] == ["orders__lookup_order"]
+        assert {"record_data", "end_call"} <= set(offered)
         [call] = (await running.assistant_turn("call-1", 2)).tool_calls
         assert call.outcome == "refused"
         assert call.error is not None
