@@ -24,11 +24,13 @@ class GatherTransport(_Model):
 
 class ConversationRelayTransport(_Model):
     """The `<ConversationRelay>` attributes an agent may set. `None` leaves
-    Twilio's default, or the agent's own `voice` / `language`."""
+    Twilio's default (for `language`: the agent's own). The agent's `voice`
+    is a `<Say>` voice and is not used here: name the relay's voice for its
+    `tts_provider`."""
 
     type: Literal["conversation_relay"] = "conversation_relay"
     tts_provider: str | None = Field(default=None, max_length=40)  # ttsProvider
-    voice: str | None = Field(default=None, max_length=100)  # None: the agent's voice
+    voice: str | None = Field(default=None, max_length=100)
     transcription_provider: str | None = Field(default=None, max_length=40)
     speech_model: str | None = Field(default=None, max_length=100)
     language: str | None = Field(default=None, max_length=20)  # None: the agent's language
