@@ -16,8 +16,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from callbot.common.calls import Turn
-from callbot.dialog.domain.actions import EndCall, ModelAnswer, RecordData, UnusableToolCall
+from callbot.common.calls import CallbackRequest, Turn
+from callbot.dialog.domain.actions import (
+    EndCall,
+    ModelAnswer,
+    RecordData,
+    RequestCallback,
+    UnusableToolCall,
+)
 from callbot.dialog.domain.closing import is_closing_utterance
 from callbot.dialog.domain.session import Ending, Exchange, Rejection, Session
 from callbot.dialog.domain.validators import Rejected, region_of, validate_value
@@ -70,6 +76,7 @@ def apply_model_answer(
     data = dict(session.data_collected)
     rejections: list[Rejection] = []
     goodbye: EndCall | None = None
+    callback: RequestCallback | None = None
     region = region_of(agent.language)
     for action in answer.actions:
         match action:
@@ -86,12 +93,18 @@ def apply_model_answer(
                     data[name] = verdict.value
             case EndCall(reason=reason):
                 goodbye = EndCall(reason or "the callee wanted to end the call")
+            case RequestCallback():
+                callback = action
             case UnusableToolCall(problem=problem):
                 rejections.append(Rejection(None, None, problem))
 
     if agent.data_to_fill and session.is_complete(data):
         ending = Ending("system_complete", "all required data collected")
         return _reply(session, heard, session.render(agent.completion_message), data, ending, now)
+    if callback is not None:
+        request = CallbackRequest(when=callback.when, said=callback.said)
+        ending = Ending("user_goodbye", callback.reason, request)
+        return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
     if goodbye is not None:
         ending = Ending("user_goodbye", goodbye.reason)
         return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
