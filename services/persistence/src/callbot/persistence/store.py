@@ -215,6 +215,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "from": event.from_,
         "recipient": event.recipient,
         "variables": event.variables,
+        "override_opt_out": event.override_opt_out,
         "created_at": event.occurred_at,
     }
     return [
