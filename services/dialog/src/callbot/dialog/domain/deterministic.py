@@ -7,7 +7,8 @@ field in turn, in the agent's order, and first tells what the utterance is
   (`validators.extract_value`) and judged by the shared policy: accepted moves
   on to the next field (or completes the call), rejected is asked again;
 - a refusal or "call me later": the call ends politely (`user_goodbye`) with
-  a callback request (the time asked for, if any) on the call;
+  a callback request (the time asked for, if any) on the call, unless the
+  words also give the typed value asked for ("call me back at +1 415 ...");
 - a question back ("who is this?"): who is calling and why, then the
   question again;
 - "I don't know": nothing is recorded and the question is asked again;
@@ -45,6 +46,11 @@ def deterministic_answer(session: Session, heard: Turn) -> ModelAnswer:
     asked = missing[0]
     intent = classify(heard.content)
     region = region_of(session.agent.language)
+    if intent.kind == "call_later" and _answers(asked, heard.content, region):
+        # "You can call me back at +1 415 555 0134": the number asked for, not a request.
+        return ModelAnswer(
+            text="", actions=(RecordData(asked.name, extract_value(asked, heard.content, region)),)
+        )
     match intent.kind:
         case "refusal" | "call_later":
             said = clip(heard.content)[:500]
@@ -78,6 +84,14 @@ def _who_and_why(session: Session) -> str:
     return f"This is {agent.name} calling to collect your {wanted}." if wanted else ""
 
 
+def _answers(field: DataField, utterance: str, region: str | None) -> bool:
+    """A typed field (not a free string) accepts a value taken out of `utterance`."""
+    if field.type == "string":
+        return False
+    value = extract_value(field, utterance, region)
+    return isinstance(validate_value(field, value, region), Accepted)
+
+
 def _corrected_field(session: Session, rest: str, region: str | None) -> DataField | None:
     """The collected field a correction replaces: the one it names ("my email is
     ..."), else the one collected last whose type accepts the new words."""
@@ -87,7 +101,6 @@ def _corrected_field(session: Session, rest: str, region: str | None) -> DataFie
         if item.description.lower() in lowered or item.name.lower().replace("_", " ") in lowered:
             return item
     for item in reversed(collected):
-        value = extract_value(item, rest, region)
-        if isinstance(validate_value(item, value, region), Accepted):
+        if item.type == "string" or _answers(item, rest, region):
             return item
     return None
