@@ -20,6 +20,7 @@ from callbot.gateway import (
     calls_api,
     campaigns_api,
     health,
+    results_api,
     status_webhooks,
     voice_webhooks,
 )
@@ -52,7 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ConnectionFailure, _mongodb_unreachable)
-    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health, campaigns_api):
+    for module in (
+        calls_api,
+        agents_api,
+        voice_webhooks,
+        status_webhooks,
+        health,
+        campaigns_api,
+        results_api,
+    ):
         app.include_router(module.router)
     return app
 

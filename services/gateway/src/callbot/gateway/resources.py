@@ -27,6 +27,7 @@ from callbot.common.settings import Settings
 from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
+from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
 
@@ -73,6 +74,7 @@ class GatewayResources:
     twilio: TwilioCalls
     mcp: McpClient  # lists an agent's MCP tools when it is saved
     campaigns: CampaignDocuments
+    results: StoredResults  # the read API's listings
 
 
 @asynccontextmanager
@@ -103,6 +105,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
+            results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),

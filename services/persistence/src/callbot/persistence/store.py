@@ -168,6 +168,11 @@ CALL_INDEXES: tuple[IndexModel, ...] = (
     IndexModel([("agent_id", ASCENDING), ("to", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),
+    # The read API (GET /v1/calls): newest first by (created_at, _id), per filter.
+    IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("ended_by", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("agent_id", ASCENDING), ("data_complete", ASCENDING), ("created_at", DESCENDING)]),
 )
 
 
