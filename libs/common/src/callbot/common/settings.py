@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callbot.common.object_storage import S3Config
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 _TWILIO_API = "https://api.twilio.com"
@@ -72,6 +74,23 @@ class Settings(BaseSettings):
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
 
+    # Object storage (S3 API: AWS S3, MinIO, any S3-compatible server). Credentials
+    # come from the environment botocore reads (AWS_ACCESS_KEY_ID, ...), never from here.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_recordings_bucket: str = Field(default="callbot-recordings", min_length=3, max_length=63)
+    s3_agent_files_bucket: str = Field(default="callbot-agent-files", min_length=3, max_length=63)
+    s3_presigned_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+
+    # Recording archive (media worker)
+    twilio_delete_recordings_after_archive: bool = False
+    media_download_attempts: int = Field(default=6, ge=1, le=20)
+    media_retry_backoff_s: float = Field(default=1.0, gt=0, le=60)
+
+    # Agent knowledge (dialog)
+    knowledge_passages: int = Field(default=3, ge=1, le=20)
+    knowledge_context_chars: int = Field(default=2000, ge=200, le=20000)
+
     # Operations
     log_level: LogLevel = "INFO"
     metrics_port: int = Field(
@@ -83,7 +102,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("twilio_api_base_url", "openai_base_url")
+    @field_validator("twilio_api_base_url", "openai_base_url", "s3_endpoint_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
@@ -103,6 +122,10 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    def s3_config(self) -> S3Config:
+        """How to reach object storage (`S3_ENDPOINT_URL` unset: AWS S3 itself)."""
+        return S3Config(endpoint_url=self.s3_endpoint_url or None, region=self.s3_region)
 
 
 def load_settings() -> Settings:

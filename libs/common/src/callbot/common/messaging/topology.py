@@ -22,7 +22,10 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.ending",
     "call.status",
     "call.recording",
+    "call.recording_archived",
 )
+# The media worker archives every finished recording.
+MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording",)
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
 
 # On a message an RPC server dead-letters itself (the broker writes `x-death`
@@ -44,12 +47,16 @@ class Topology:
     namespace: str = "callbot"
     delivery_limit: int = 5
     persistence_queue: QueueSpec = field(init=False)
+    media_queue: QueueSpec = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self,
             "persistence_queue",
             QueueSpec(f"{self.namespace}.persistence.events", PERSISTENCE_EVENT_KEYS),
+        )
+        object.__setattr__(
+            self, "media_queue", QueueSpec(f"{self.namespace}.media.events", MEDIA_EVENT_KEYS)
         )
 
     @property
@@ -112,13 +119,13 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     await dlq.bind(dead_letters, routing_key="#")
     declared.queues[dlq.name] = dlq
 
-    spec = topology.persistence_queue
-    queue = await channel.declare_queue(
-        spec.name, durable=True, arguments=topology.quorum_arguments()
-    )
-    for key in spec.routing_keys:
-        await queue.bind(events, routing_key=key)
-    declared.queues[queue.name] = queue
+    for spec in (topology.persistence_queue, topology.media_queue):
+        queue = await channel.declare_queue(
+            spec.name, durable=True, arguments=topology.quorum_arguments()
+        )
+        for key in spec.routing_keys:
+            await queue.bind(events, routing_key=key)
+        declared.queues[queue.name] = queue
 
     # RPC requests are short-lived (they carry an expiration); a classic queue
     # keeps their latency low, and durability means a broker restart does not
@@ -132,6 +139,7 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
     """Remove everything `declare_topology` made (test clean-up)."""
     for queue_name in (
         topology.persistence_queue.name,
+        topology.media_queue.name,
         topology.dead_letter_queue,
         topology.dialog_rpc_queue,
         topology.persistence_rpc_queue,
