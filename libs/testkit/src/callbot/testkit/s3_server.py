@@ -7,11 +7,17 @@ the process (SIGSTOP/SIGCONT): object storage unreachable, its objects kept.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
+from callbot.common.object_storage import ObjectLocation, S3Config, S3ObjectStore
 from callbot.testkit.processes import ServiceProcess, free_port
+
+T = TypeVar("T")
 
 # moto accepts any credentials; botocore needs some to sign with.
 TEST_CREDENTIALS = {
@@ -58,3 +64,38 @@ class S3ServerProcess:
     def env(self) -> dict[str, str]:
         """The environment a callbot service needs to use this server."""
         return {"S3_ENDPOINT_URL": self.endpoint_url, **TEST_CREDENTIALS}
+
+    # --- for synchronous tests (end to end, faults): one client per call ---
+
+    def create_buckets(self, *buckets: str) -> None:
+        async def create(store: S3ObjectStore) -> None:
+            for bucket in buckets:
+                await store.create_bucket(bucket)
+
+        self._run(create)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self._run(lambda store: store.get(ObjectLocation(bucket, key)))
+
+    def write(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        async def put(store: S3ObjectStore) -> None:
+            await store.put(ObjectLocation(bucket, key), data, content_type=content_type)
+
+        self._run(put)
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return self._run(lambda store: store.keys(bucket, prefix))
+
+    def _run(self, operation: Callable[[S3ObjectStore], Awaitable[T]]) -> T:
+        for name, value in TEST_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+
+        async def run() -> T:
+            store = S3ObjectStore(S3Config(endpoint_url=self.endpoint_url))
+            await store.open()
+            try:
+                return await operation(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())

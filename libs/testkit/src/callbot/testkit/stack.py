@@ -35,6 +35,8 @@ class StackConfig:
     dialog_replicas: int = 1
     # What runs as persistence: the benches run it with a hook that records write lag.
     persistence_module: str = "callbot.persistence"
+    # The media worker (recording archive); it needs object storage: S3_* in `extra_env`.
+    media: bool = False
 
 
 class CallbotStack:
@@ -48,6 +50,7 @@ class CallbotStack:
         self.dialog: ServiceProcess | None = None  # the first of `dialog_replicas`
         self.dialog_replicas: list[ServiceProcess] = []
         self.persistence: ServiceProcess | None = None
+        self.media: ServiceProcess | None = None
 
     @property
     def emulator(self) -> EmulatorProcess:
@@ -87,6 +90,15 @@ class CallbotStack:
             "DIALOG_DEADLINE_MS": str(self.config.dialog_deadline_ms),
         }
 
+    def media_env(self) -> dict[str, str]:
+        """The media worker downloads and deletes recordings at Twilio (the emulator)."""
+        return {
+            **self._env(),
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE_URL": self.emulator.base_url,
+        }
+
     def start(self) -> None:
         log_dir = self.config.log_dir
         self._emulator = start_emulator_process(
@@ -116,11 +128,14 @@ class CallbotStack:
             log_dir,
             ready_url=f"{self.gateway_url}/readyz",
         )
-        for service in (self.persistence, *self.dialog_replicas, self.gateway):
-            service.start()
+        if self.config.media:
+            self.media = ServiceProcess("media", "callbot.media", self.media_env(), log_dir)
+        for service in (self.persistence, *self.dialog_replicas, self.gateway, self.media):
+            if service is not None:
+                service.start()
 
     def stop(self) -> None:
-        for service in (self.gateway, *self.dialog_replicas, self.persistence):
+        for service in (self.gateway, *self.dialog_replicas, self.persistence, self.media):
             if service is not None:
                 service.stop()
         if self._emulator is not None:

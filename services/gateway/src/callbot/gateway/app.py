@@ -15,7 +15,14 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
-from callbot.gateway import agents_api, calls_api, health, status_webhooks, voice_webhooks
+from callbot.gateway import (
+    agents_api,
+    calls_api,
+    health,
+    recordings_api,
+    status_webhooks,
+    voice_webhooks,
+)
 from callbot.gateway.domain.webhook_form import MalformedWebhook
 from callbot.gateway.request_observer import RequestObserver
 from callbot.gateway.resources import check_settings, open_resources
@@ -45,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ConnectionFailure, _mongodb_unreachable)
-    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health):
+    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health, recordings_api):
         app.include_router(module.router)
     return app
 

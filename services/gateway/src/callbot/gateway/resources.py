@@ -1,6 +1,7 @@
 """Everything the gateway opens at start and closes at stop: the broker
-connection and its channels, the RPC client, the event publisher, MongoDB and
-the Twilio REST client. Opened in the app's lifespan, never at import time."""
+connection and its channels, the RPC client, the event publisher, MongoDB,
+the Twilio REST client and object storage. Opened in the app's lifespan,
+never at import time."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from callbot.common.messaging import (
     declare_topology,
 )
 from callbot.common.mongo import callbot_database, create_mongo_client
+from callbot.common.object_storage import ObjectStore, S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
@@ -69,6 +71,8 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    # Archived recordings (`GET /v1/calls/{id}/recording`), agent audio (<Play>).
+    objects: ObjectStore
 
 
 @asynccontextmanager
@@ -81,6 +85,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         settings.twilio_auth_token.get_secret_value(),
         settings.twilio_api_base_url,
     )
+    objects = S3ObjectStore(settings.s3_config())  # connects on first use, not here
+    await objects.open()
     try:
         events_channel = await connection.channel(publisher_confirms=True)
         declared = await declare_topology(events_channel, topology)
@@ -99,8 +105,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
             twilio=twilio,
+            objects=objects,
         )
     finally:
+        await objects.close()
         twilio.close()
         await mongo.close()
         await connection.close()
