@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from callbot.common.storable import StorableObject
+from callbot.common.mcp_servers import McpServers
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
 AmdMode = Literal["off", "sync", "async"]
@@ -71,6 +71,26 @@ class SpeechOptions(_Model):
     timeout: str = "auto"  # Twilio speechTimeout: seconds or "auto"
     gather_timeout_s: int = Field(default=5, ge=1, le=60)
 
+    @model_validator(mode="after")
+    def _twilio_accepts_the_timeout(self) -> SpeechOptions:
+        problem = speech_timeout_problem(self.timeout, self.model)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def speech_timeout_problem(timeout: str, model: str | None) -> str | None:
+    """Why Twilio would refuse this `speechTimeout` (with this `speechModel`)."""
+    if timeout != "auto" and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
+        return f'speech.timeout {timeout!r} must be "auto" or whole seconds from 1 to 60'
+    if timeout == "auto" and model is not None:
+        return (
+            f'speech.timeout "auto" cannot be used with speech.model {model!r}: Twilio '
+            "refuses it (warning 13335). Set speech.timeout to whole seconds, "
+            'e.g. "2", or leave speech.model unset'
+        )
+    return None
+
 
 class Agent(_Model):
     """An agent as stored in the `agents` collection (`_id` is `agent_id`)."""
@@ -90,6 +110,7 @@ class Agent(_Model):
     reprompt_message: str = "Sorry, I didn't catch that. Could you say that again?"
     fallback_message: str = "Sorry, give me a moment. Could you repeat that?"
     timeout_message: str = "I haven't heard from you, so I will end the call now. Goodbye!"
+    opt_out_message: str = "Understood. We will not call you again. Sorry to bother you, goodbye."
     max_no_input: int = Field(default=3, ge=1, le=10)
     max_turns: int = Field(default=40, ge=2, le=400)
     max_duration_s: int = Field(default=600, ge=30, le=14400)
@@ -98,7 +119,7 @@ class Agent(_Model):
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)
-    mcp: tuple[StorableObject, ...] = ()
+    mcp: McpServers = ()
     knowledge: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -129,6 +150,7 @@ class Agent(_Model):
             "reprompt_message": self.reprompt_message,
             "fallback_message": self.fallback_message,
             "timeout_message": self.timeout_message,
+            "opt_out_message": self.opt_out_message,
         }
 
     def required_variables(self) -> frozenset[str]:

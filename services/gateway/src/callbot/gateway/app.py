@@ -18,8 +18,10 @@ from callbot.common.settings import Settings, load_settings
 from callbot.gateway import (
     agents_api,
     calls_api,
+    campaigns_api,
     health,
     recordings_api,
+    results_api,
     status_webhooks,
     voice_webhooks,
 )
@@ -52,7 +54,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ConnectionFailure, _mongodb_unreachable)
-    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health, recordings_api):
+    for module in (
+        calls_api,
+        agents_api,
+        voice_webhooks,
+        status_webhooks,
+        health,
+        campaigns_api,
+        results_api,
+        recordings_api,
+    ):
         app.include_router(module.router)
     return app
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractRobustConnection
 from twilio.request_validator import RequestValidator
 
+from callbot.common.mcp_client import McpClient
 from callbot.common.messaging import (
     DeclaredTopology,
     EventPublisher,
@@ -25,8 +26,10 @@ from callbot.common.messaging import (
 from callbot.common.mongo import callbot_database, create_mongo_client
 from callbot.common.object_storage import ObjectStore, S3ObjectStore
 from callbot.common.settings import Settings
+from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
+from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
 
@@ -71,7 +74,10 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
-    # Archived recordings (`GET /v1/calls/{id}/recording`), agent audio (<Play>).
+    mcp: McpClient  # lists an agent's MCP tools when it is saved
+    campaigns: CampaignDocuments
+    results: StoredResults  # the read API's listings
+    # Archived recordings (`GET /v1/calls/{id}/recording`).
     objects: ObjectStore
 
 
@@ -80,6 +86,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
     topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
     connection = await connect(settings, f"gateway-{os.getpid()}")
     mongo = create_mongo_client(settings, "callbot-gateway")
+    mcp = McpClient(settings.mcp_allowed_host_set)
     twilio = TwilioCalls(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
@@ -104,11 +111,15 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=StoredDocuments(callbot_database(mongo, settings)),
+            results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
+            mcp=mcp,
+            campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
         )
     finally:
         await objects.close()
+        await mcp.close()
         twilio.close()
         await mongo.close()
         await connection.close()

@@ -9,7 +9,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument
-from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.common.mongo import AGENTS, CALLS, RECIPIENTS, Document
+from callbot.common.recipients import RecipientDocument, recipient_key
 
 
 class DocumentReader(Protocol):
@@ -19,11 +20,14 @@ class DocumentReader(Protocol):
 
     async def call(self, call_id: str) -> CallDocument | None: ...
 
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None: ...
+
 
 class StoredDocuments:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._agents = database[AGENTS]
         self._calls = database[CALLS]
+        self._recipients = database[RECIPIENTS]
 
     async def agent(self, agent_id: str) -> Agent | None:
         document = await self._agents.find_one({"_id": agent_id})
@@ -32,3 +36,7 @@ class StoredDocuments:
     async def call(self, call_id: str) -> CallDocument | None:
         document = await self._calls.find_one({"_id": call_id})
         return None if document is None else CallDocument.model_validate(document)
+
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        document = await self._recipients.find_one({"_id": recipient_key(agent_id, to)})
+        return None if document is None else RecipientDocument.model_validate(document)

@@ -169,6 +169,11 @@ CALL_INDEXES: tuple[IndexModel, ...] = (
     IndexModel([("agent_id", ASCENDING), ("to", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),
+    # The read API (GET /v1/calls): newest first by (created_at, _id), per filter.
+    IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("ended_by", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("agent_id", ASCENDING), ("data_complete", ASCENDING), ("created_at", DESCENDING)]),
 )
 
 
@@ -216,6 +221,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "from": event.from_,
         "recipient": event.recipient,
         "variables": event.variables,
+        "override_opt_out": event.override_opt_out,
         "created_at": event.occurred_at,
     }
     return [

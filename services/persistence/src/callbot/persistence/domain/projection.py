@@ -104,6 +104,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         from_=event.from_,
         recipient=event.recipient,
         variables=event.variables,
+        override_opt_out=event.override_opt_out,
         created_at=event.occurred_at,
     )
     if call.status is None:  # status callbacks that came first know better
