@@ -35,6 +35,7 @@ def test_compose_file_is_valid_and_only_the_demo_profile_adds_the_emulator() -> 
         "rabbitmq",
         "mongodb",
         *SERVICES,
+        "campaigns",
         "media",
         *OBJECT_STORAGE,
         "emulator",
@@ -46,7 +47,7 @@ def test_compose_file_is_valid_and_only_the_demo_profile_adds_the_emulator() -> 
     assert in_demo_profile == {"emulator", "demo"}
 
 
-@pytest.mark.parametrize("name", [*SERVICES, "media", "rabbitmq", "mongodb", "minio"])
+@pytest.mark.parametrize("name", [*SERVICES, "campaigns", "media", "rabbitmq", "mongodb", "minio"])
 def test_every_long_running_service_has_a_healthcheck(name: str) -> None:
     assert _config()["services"][name]["healthcheck"]["test"]
 

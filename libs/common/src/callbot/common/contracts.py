@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument, EndedBy, Recording, RecordingArchive, Turn
+from callbot.common.calls import (
+    CallbackRequest,
+    CallDocument,
+    EndedBy,
+    Recording,
+    RecordingArchive,
+    Turn,
+)
 
 SCHEMA_VERSION = 1
 
@@ -115,6 +122,8 @@ class CallEnding(CallEvent):
     type: Literal["call.ending"] = "call.ending"
     ended_by: EndedBy
     reason: str = ""
+    # The callee refused or asked to be called later: the time asked for, if any.
+    callback_request: CallbackRequest | None = None
 
 
 class CallStatusChanged(CallEvent):
