@@ -323,9 +323,9 @@ def running_e2e_stack(
     rabbitmq_url: str,
     mongodb_url: str,
     fake_llm: FakeOpenAIProcess,
+    extra_env: Mapping[str, str] | None = None,
     *,
     namespace: str | None = None,
-    extra_env: Mapping[str, str] | None = None,
     media: bool = False,
 ) -> Iterator[E2EStack]:
     """The whole of callbot as processes, in a namespace and database of its own,

@@ -1,4 +1,4 @@
-"""Item 12: object storage unreachable for 30 s while calls go on.
+"""Item 13: object storage unreachable for 30 s while calls go on.
 
 Three recorded calls are answered and greeted; then the S3 server process is
 frozen (SIGSTOP: connections hang, as with a dead network path) for 30 s.
@@ -84,7 +84,7 @@ def test_calls_go_on_while_object_storage_is_away_and_every_archive_lands_after(
         storage.resume()
 
     checked = check_and_report(
-        "12", f"object storage frozen {OUTAGE_S:.0f} s mid-call (SIGSTOP), recorded calls", finished
+        "13", f"object storage frozen {OUTAGE_S:.0f} s mid-call (SIGSTOP), recorded calls", finished
     )
     bucket = stack.stack.config.extra_env["S3_RECORDINGS_BUCKET"]
 
