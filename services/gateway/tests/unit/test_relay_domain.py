@@ -6,6 +6,7 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from twilio.request_validator import RequestValidator
 
 from callbot.common.transport import ConversationRelayTransport
 from callbot.gateway.domain.relay import (
@@ -16,7 +17,9 @@ from callbot.gateway.domain.relay import (
     RelayPrompt,
     RelaySetup,
     RelayText,
+    relay_socket_url,
     render_relay_twiml,
+    signed_socket_url,
 )
 
 
@@ -95,3 +98,26 @@ def test_our_messages_are_written_as_twilio_expects() -> None:
         "type": "end",
         "handoffData": '{"ended_by": "agent"}',
     }
+
+
+def test_the_socket_url_is_the_public_url_with_its_websocket_scheme() -> None:
+    assert relay_socket_url("https://callbot.example.com", "c 1") == (
+        "wss://callbot.example.com/relay?call_id=c+1"
+    )
+    assert relay_socket_url("http://127.0.0.1:8080", "c1") == "ws://127.0.0.1:8080/relay?call_id=c1"
+    assert signed_socket_url("https://callbot.example.com", "/relay", "") == (
+        "wss://callbot.example.com/relay"
+    )
+
+
+def test_a_handshake_signed_by_twilio_checks_out_against_the_socket_url() -> None:
+    validator = RequestValidator("token")
+    url = relay_socket_url("https://callbot.example.com", "c1")
+    signature = validator.compute_signature(url, {})
+    # What gateway checks: the public socket URL it rebuilt from path and query.
+    rebuilt = signed_socket_url("https://callbot.example.com", "/relay", "call_id=c1")
+    assert validator.validate(rebuilt, {}, signature)
+    assert not validator.validate(
+        relay_socket_url("https://callbot.example.com", "c2"), {}, signature
+    )
+    assert not validator.validate(rebuilt, {}, RequestValidator("other").compute_signature(url, {}))

@@ -12,7 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument
+from callbot.common.calls import CallbackRequest, CallDocument
 from callbot.common.contracts import CallEvent, utcnow
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.persistence.domain.completion import recording_missed_completion
@@ -75,6 +75,35 @@ class CallStoreContract:
         delivered = script.shuffled_with_duplicates(events, seed=7)
         await asyncio.gather(*(store.apply(event) for event in delivered))
         assert _content(await store.get(script.call_id)) == project(events, script.call_id)
+
+    @pytest.mark.parametrize("archive_first", [False, True])
+    async def test_the_archive_lands_on_its_recording_whichever_comes_first(
+        self, store: CallStore, script: CallScript, archive_first: bool
+    ) -> None:
+        recording = [script.recording("completed"), script.archived()]
+        events = [script.created(), *(reversed(recording) if archive_first else recording)]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording is not None
+        assert call.recording.status == "completed"
+        assert call.recording.archive == script.archived().archive
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_an_archive_of_another_recording_is_ignored(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = [
+            script.created(),
+            script.recording("completed"),
+            script.archived(recording_sid="RE2"),
+        ]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording is not None
+        assert (call.recording.sid, call.recording.archive) == ("RE1", None)
+        assert _content(call) == project(events, script.call_id)
 
     async def test_a_redelivered_turn_changes_nothing(
         self, store: CallStore, script: CallScript
@@ -243,6 +272,17 @@ class CallStoreContract:
         call = await store.get(script.call_id)
         assert call is not None
         assert (call.ended_by, call.ending_reason) == ("user_goodbye", "all data")
+
+    async def test_a_callback_request_is_stored_with_the_ending(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        request = CallbackRequest(when="tomorrow at 3 pm", said="Call me tomorrow at 3 pm.")
+        ending = script.ending("user_goodbye").model_copy(update={"callback_request": request})
+        await _apply_all(store, [script.created(), ending])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.callback_request == request
+        assert _content(call) == project([script.created(), ending], script.call_id)
 
     async def test_a_late_machine_answer_makes_it_voicemail(
         self, store: CallStore, script: CallScript

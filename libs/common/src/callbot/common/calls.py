@@ -74,11 +74,37 @@ class Turn(_Model):
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
 
 
+class RecordingArchive(_Model):
+    """Where the media worker stored a recording, checked by reading it back."""
+
+    bucket: str
+    key: str
+    size_bytes: int = Field(ge=0)
+    sha256: str
+    content_type: str = "audio/wav"
+    archived_at: datetime
+    deleted_at_twilio: bool = False
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
 class Recording(_Model):
     sid: str
     url: str | None = None
     duration_s: int | None = None
     status: str | None = None
+    archive: RecordingArchive | None = None  # set by `call.recording_archived`
+
+
+class CallbackRequest(_Model):
+    """The callee asked to be called another time (or declined for now)."""
+
+    # The time asked for, as the callee said it ("tomorrow at 3 pm"); None when none was said.
+    when: str | None = None
+    # What the callee said that asked for it.
+    said: str = ""
 
 
 class CallDocument(_Model):
@@ -100,6 +126,7 @@ class CallDocument(_Model):
     answered_by: str | None = None
     ended_by: EndedBy | None = None
     ending_reason: str | None = None
+    callback_request: CallbackRequest | None = None
     error_code: str | None = None
     created_at: datetime | None = None
     answered_at: datetime | None = None

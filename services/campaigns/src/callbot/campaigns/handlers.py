@@ -226,9 +226,11 @@ async def claim_next(campaign: dict[str, Any], ports: CampaignPorts) -> Claimed 
     store = ports.store
     settings = _settings_of(campaign)
     now = ports.clock()
-    if not may_start_call(settings.pacing, await store.count_active(campaign["_id"])):
-        return None
+    # The slot first: one update by _id, and most ticks end there. A slot
+    # taken while the concurrency limit is reached is let go (a call later).
     if not await store.take_slot(campaign["_id"], now, next_slot(settings.pacing, now)):
+        return None
+    if not may_start_call(settings.pacing, await store.count_active(campaign["_id"])):
         return None
     lease_until = now + ports.lease
     attempt = await store.claim_due(campaign["_id"], now, ports.owner, lease_until)

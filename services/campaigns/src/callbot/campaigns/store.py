@@ -71,6 +71,7 @@ class CampaignStore:
         await self.attempts.create_index("dedupe", unique=True, sparse=True)
         await self.attempts.create_index("line", unique=True, sparse=True)
         await self.attempts.create_index([("state", ASCENDING), ("lease_until", ASCENDING)])
+        await self.attempts.create_index([("state", ASCENDING), ("placed_at", ASCENDING)])
         await self.campaigns.create_index("state")
 
     # --- campaigns -------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from callbot.common.mcp_servers import ToolCallRecord
 from callbot.common.storable import well_formed_text
 from callbot.dialog.domain.opt_out import OPT_OUT_TOOL
 
@@ -36,13 +37,22 @@ class OptOut:
 
 
 @dataclass(frozen=True)
+class RequestCallback:
+    """The callee refused or asked to be called later: end politely, record the request."""
+
+    reason: str
+    when: str | None
+    said: str
+
+
+@dataclass(frozen=True)
 class UnusableToolCall:
     """A tool call we could not act on; the model is told why on its next request."""
 
     problem: str
 
 
-Action = RecordData | EndCall | OptOut | UnusableToolCall
+Action = RecordData | EndCall | OptOut | RequestCallback | UnusableToolCall
 
 
 class ModelUnavailable(Exception):
@@ -53,6 +63,7 @@ class ModelUnavailable(Exception):
 class ModelAnswer:
     text: str
     actions: tuple[Action, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()  # MCP tools called on the way (tool_loop)
 
 
 def parse_tool_call(name: str, arguments: str) -> Action:

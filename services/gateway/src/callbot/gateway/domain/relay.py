@@ -7,6 +7,7 @@ docs/call-flow.md). Pure: no I/O.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -15,6 +16,27 @@ from callbot.gateway.domain.twiml import _document, _element
 
 # The custom parameter that carries our call id into the `setup` message.
 CALL_ID_PARAMETER = "call_id"
+RELAY_SOCKET_PATH = "/relay"
+
+
+def relay_socket_url(public_base: str, call_id: str) -> str:
+    """The WebSocket URL for a call's relay under `PUBLIC_URL` (`https` becomes
+    `wss`, `http` becomes `ws`), with the `call_id` in its query so the signed
+    handshake names the call."""
+    return signed_socket_url(public_base, RELAY_SOCKET_PATH, urlencode({"call_id": call_id}))
+
+
+def signed_socket_url(public_base: str, path: str, raw_query: str) -> str:
+    """The URL Twilio signs on the WebSocket handshake (its `X-Twilio-Signature`
+    covers this URL alone: a handshake has no form body): the public one with
+    its WebSocket scheme, never the internal URL a proxy forwarded to."""
+    if public_base.startswith("https://"):
+        base = "wss://" + public_base.removeprefix("https://")
+    elif public_base.startswith("http://"):
+        base = "ws://" + public_base.removeprefix("http://")
+    else:
+        base = public_base
+    return f"{base}{path}?{raw_query}" if raw_query else base + path
 
 
 class _Incoming(BaseModel):
@@ -121,6 +143,7 @@ def render_relay_twiml(
 __all__ = [
     "CALL_ID_PARAMETER",
     "RELAY_MESSAGE_ADAPTER",
+    "RELAY_SOCKET_PATH",
     "RelayDtmf",
     "RelayEnd",
     "RelayError",
@@ -129,5 +152,7 @@ __all__ = [
     "RelayPrompt",
     "RelaySetup",
     "RelayText",
+    "relay_socket_url",
     "render_relay_twiml",
+    "signed_socket_url",
 ]
