@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from callbot.emulator.recordings import recordings_page
 from callbot.emulator.records import CallRecord
 from callbot.emulator.resources import (
     API_VERSION,
@@ -21,7 +22,7 @@ from callbot.emulator.resources import (
     not_found,
 )
 from callbot.emulator.scenario import ScenarioError, parse_scenario
-from callbot.emulator.switchboard import FaultPlan, RecordedRequest, Switchboard
+from callbot.emulator.switchboard import CallbackSwitch, FaultPlan, RecordedRequest, Switchboard
 
 _ACCOUNT_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}"
 
@@ -91,6 +92,13 @@ def build_app(switchboard: Switchboard) -> FastAPI:
         call_player_record(request, call_sid)
         return call_resource(switchboard.update_call(call_sid, request.state.form))
 
+    @app.get(f"{_ACCOUNT_PATH}/Calls/{{call_sid}}/Recordings.json")
+    async def list_call_recordings(
+        request: Request, account_sid: str, call_sid: str
+    ) -> dict[str, Any]:
+        authenticate(request, account_sid)
+        return recordings_page(call_player_record(request, call_sid), request.url.path)
+
     @app.api_route(f"/{API_VERSION}/{{resource:path}}", methods=["GET", "POST", "DELETE"])
     async def unknown_resource(request: Request, resource: str) -> None:
         # Twilio checks the credentials before it says a resource does not exist.
@@ -144,6 +152,10 @@ def build_app(switchboard: Switchboard) -> FastAPI:
     @app.post("/_control/faults", status_code=204)
     async def inject_faults(plan: FaultPlan) -> None:
         switchboard.inject_faults(plan)
+
+    @app.post("/_control/callbacks", status_code=204)
+    async def drop_callbacks(switch: CallbackSwitch) -> None:
+        switchboard.drop_callbacks(switch.drop)
 
     @app.get("/_control/requests")
     async def recorded_requests() -> list[RecordedRequest]:

@@ -17,6 +17,7 @@ from pymongo.errors import ConnectionFailure
 from callbot.common.settings import Settings, load_settings
 from callbot.gateway import agents_api, calls_api, health, status_webhooks, voice_webhooks
 from callbot.gateway.domain.webhook_form import MalformedWebhook
+from callbot.gateway.reconciler import reconciler_running
 from callbot.gateway.request_observer import RequestObserver
 from callbot.gateway.resources import check_settings, open_resources
 
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings) as resources, reconciler_running(resources):
             app.state.resources = resources
             yield
 

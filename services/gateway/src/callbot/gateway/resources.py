@@ -69,6 +69,8 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    # What the reconciler reads: the quietest non-final calls, and agents.
+    calls: StoredDocuments
 
 
 @asynccontextmanager
@@ -87,6 +89,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         # The reply is the RPC's confirmation: confirms would only add latency.
         rpc = RpcClient(await connection.channel(publisher_confirms=False))
         await rpc.start()
+        stored = StoredDocuments(callbot_database(mongo, settings))
         yield GatewayResources(
             settings=settings,
             topology=topology,
@@ -97,8 +100,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             publisher=EventPublisher(declared.events, app_id="gateway"),
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
-            documents=StoredDocuments(callbot_database(mongo, settings)),
+            documents=stored,
             twilio=twilio,
+            calls=stored,
         )
     finally:
         twilio.close()
