@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGES := -e libs/common -e libs/testkit -e services/gateway -e services/dialog \
-            -e services/persistence -e services/emulator
+            -e services/persistence -e services/emulator -e services/campaigns
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest broker demo lock clean
+.PHONY: install test lint typecheck pytest broker demo demo-campaign lock clean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy libs/common/src libs/testkit/src services/gateway/src services/dialog/src \
-	    services/persistence/src services/emulator/src
+	    services/persistence/src services/emulator/src services/campaigns/src
 
 pytest: install broker
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -38,6 +38,10 @@ test: lint typecheck pytest
 
 demo: install broker
 	$(BIN)/python scripts/demo.py
+
+# A campaign of 20 numbers with mixed outcomes through the emulator.
+demo-campaign: install broker
+	$(BIN)/python scripts/demo_campaign.py
 
 # Re-pin every third-party package to what is installed now.
 lock: install

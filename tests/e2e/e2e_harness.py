@@ -32,6 +32,7 @@ from pymongo import MongoClient
 from callbot.common.calls import CallDocument
 from callbot.common.contracts import AnyEvent, CallCompleted, CallRecordingReady, decode_event
 from callbot.common.messaging import Topology
+from callbot.common.recipients import RecipientDocument, recipient_key
 from callbot.emulator.process import EmulatorControl
 from callbot.emulator.records import CallRecord
 from callbot.testkit.fake_openai import FakeOpenAIProcess, RecordedRequest
@@ -283,6 +284,10 @@ class E2EStack:
     def document(self, call_id: str) -> CallDocument | None:
         raw = self._mongo[self.db_name]["calls"].find_one({"_id": call_id})
         return None if raw is None else CallDocument.model_validate(raw)
+
+    def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        raw = self._mongo[self.db_name]["recipients"].find_one({"_id": recipient_key(agent_id, to)})
+        return None if raw is None else RecipientDocument.model_validate(raw)
 
     def _completed_document(self, call_id: str) -> CallDocument | None:
         document = self.document(call_id)

@@ -1,6 +1,7 @@
 """Makes `gateway_harness` importable (pytest runs with --import-mode=importlib,
 which leaves test directories off sys.path), and the fixtures the gateway's
-test modules share: `tap` (every event published) and `fake_twilio`."""
+test modules share: `tap` (every event published), `fake_twilio` and
+`saved_agents` (persistence's side of saving an agent, scripted)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from callbot.common.messaging import Topology
+from callbot.common.contracts import (
+    PERSISTENCE_REQUEST_ADAPTER,
+    AgentSave,
+    AgentSaved,
+    Message,
+    RpcFailure,
+)
+from callbot.common.messaging import Deadline, RpcServer, Topology
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -29,3 +37,25 @@ async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> 
 async def fake_twilio() -> AsyncIterator[FakeTwilio]:
     async with serving_fake_twilio() as fake:
         yield fake
+
+
+@pytest.fixture
+async def saved_agents(
+    amqp_connection: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[list[AgentSave]]:
+    """persistence's side of `AgentSave`, scripted: version 4, or a refusal."""
+    received: list[AgentSave] = []
+
+    async def save(request: AgentSave, _deadline: Deadline) -> Message:
+        received.append(request)
+        if request.agent.name == "refused":
+            return RpcFailure(code="bad_request", message="name refused")
+        return AgentSaved(agent_id=request.agent.agent_id, version=4)
+
+    channel = await amqp_connection.channel()
+    queue = await channel.get_queue(topology.persistence_rpc_queue)
+    server = RpcServer(channel, queue, PERSISTENCE_REQUEST_ADAPTER, save)
+    await server.start()
+    yield received
+    await server.stop()
+    await channel.close()

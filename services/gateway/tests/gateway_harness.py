@@ -32,6 +32,7 @@ from callbot.common.contracts import (
     decode_event,
 )
 from callbot.common.messaging import Deadline, RpcServer, Topology
+from callbot.common.recipients import RecipientDocument, recipient_key
 from callbot.common.settings import Settings
 from callbot.gateway.app import create_app
 
@@ -253,12 +254,16 @@ class InMemoryDocuments:
 
     agents: dict[str, Agent] = field(default_factory=dict)
     calls: dict[str, CallDocument] = field(default_factory=dict)
+    recipients: dict[str, RecipientDocument] = field(default_factory=dict)
 
     async def agent(self, agent_id: str) -> Agent | None:
         return self.agents.get(agent_id)
 
     async def call(self, call_id: str) -> CallDocument | None:
         return self.calls.get(call_id)
+
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        return self.recipients.get(recipient_key(agent_id, to))
 
 
 def demo_agent(**overrides: Any) -> Agent:

@@ -1,12 +1,16 @@
 """Scripted calls: the events one call produces, with times MongoDB can store
-exactly (milliseconds), for the unit, contract and integration tests."""
+exactly (milliseconds), for the unit, contract and integration tests. Puts this
+directory on sys.path (pytest runs with --import-mode=importlib) so tests
+import `recipient_calls`."""
 
 from __future__ import annotations
 
 import random
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +25,8 @@ from callbot.common.contracts import (
     CallStatusChanged,
     CallTurnRecorded,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

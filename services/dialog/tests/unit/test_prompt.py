@@ -80,10 +80,11 @@ def test_silence_and_rejections_are_spelled_out_for_the_model() -> None:
 
 
 def test_tools_offer_the_agent_fields() -> None:
-    record_data, end_call = build_tools(make_agent())
+    record_data, end_call, opt_out = build_tools(make_agent())
     parameters = record_data["function"]["parameters"]
     assert parameters["properties"]["field"]["enum"] == ["full_name", "email", "callback_phone"]
     assert end_call["function"]["name"] == "end_call"
+    assert opt_out["function"]["name"] == "opt_out"
     no_fields = build_tools(make_agent(data_to_fill=[]))[0]["function"]["parameters"]
     assert "enum" not in no_fields["properties"]["field"]
 

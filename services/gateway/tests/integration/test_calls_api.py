@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 from gateway_harness import (
     ACCOUNT_SID,
@@ -31,14 +30,11 @@ from gateway_harness import (
 
 from callbot.common.calls import CallDocument, Turn
 from callbot.common.contracts import (
-    PERSISTENCE_REQUEST_ADAPTER,
     AgentSave,
-    AgentSaved,
     CallCreated,
-    Message,
-    RpcFailure,
 )
-from callbot.common.messaging import Deadline, RpcServer, Topology
+from callbot.common.messaging import Topology
+from callbot.common.recipients import OptOut, RecipientDocument, recipient_key
 from callbot.common.settings import Settings
 
 pytestmark = pytest.mark.rabbit
@@ -305,28 +301,6 @@ def _definition(**overrides: Any) -> dict[str, Any]:
     return {**agent, **overrides}
 
 
-@pytest.fixture
-async def saved_agents(
-    amqp_connection: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[list[AgentSave]]:
-    """persistence's side of `AgentSave`, scripted: version 4, or a refusal."""
-    received: list[AgentSave] = []
-
-    async def save(request: AgentSave, _deadline: Deadline) -> Message:
-        received.append(request)
-        if request.agent.name == "refused":
-            return RpcFailure(code="bad_request", message="name refused")
-        return AgentSaved(agent_id=request.agent.agent_id, version=4)
-
-    channel = await amqp_connection.channel()
-    queue = await channel.get_queue(topology.persistence_rpc_queue)
-    server = RpcServer(channel, queue, PERSISTENCE_REQUEST_ADAPTER, save)
-    await server.start()
-    yield received
-    await server.stop()
-    await channel.close()
-
-
 async def test_put_agent_saves_through_persistence(
     client: httpx.AsyncClient, saved_agents: list[AgentSave]
 ) -> None:
@@ -405,3 +379,44 @@ async def test_openapi_describes_the_api(client: httpx.AsyncClient) -> None:
     assert {"to", "from", "agent_id"} <= set(components["CallRequest"]["properties"])
     assert set(components["CallPlaced"]["properties"]) == {"call_id", "call_sid", "status"}
     assert "agent_id" not in components["AgentDefinition"]["properties"]
+
+
+async def test_a_recipient_who_opted_out_is_409_unless_overridden_with_a_reason(
+    client: httpx.AsyncClient,
+    fake_twilio: FakeTwilio,
+    tap: EventTap,
+    documents: InMemoryDocuments,
+) -> None:
+    at = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
+    key = recipient_key("survey", CALL["to"])
+    documents.recipients[key] = RecipientDocument(
+        key=key,
+        agent_id="survey",
+        to=CALL["to"],
+        opted_out=OptOut(call_id="c0", at=at),
+    )
+    refused = await client.post("/v1/calls", json=CALL, headers=api_headers())
+    assert refused.status_code == 409
+    detail = refused.json()["detail"]
+    assert "not to call again" in detail["message"]
+    assert "override_opt_out" in detail["message"]
+    assert detail["opted_out"]["call_id"] == "c0"
+    assert fake_twilio.creates == []
+
+    empty = await client.post(
+        "/v1/calls", json={**CALL, "override_opt_out": ""}, headers=api_headers()
+    )
+    assert empty.status_code == 422
+    assert empty.json()["detail"][0]["loc"] == ["body", "override_opt_out"]
+
+    reason = "they called us back and asked for this call"
+    placed = await client.post(
+        "/v1/calls", json={**CALL, "override_opt_out": reason}, headers=api_headers()
+    )
+    assert placed.status_code == 201, placed.text
+    assert len(fake_twilio.creates) == 1
+    [event] = await tap.wait_for(1)
+    assert isinstance(event, CallCreated)
+    assert event.override_opt_out == reason
+    other_agent = documents.recipients.get(recipient_key("other", CALL["to"]))
+    assert other_agent is None

@@ -13,6 +13,7 @@ from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument
 from callbot.common.messaging import Topology
 from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.common.recipients import RecipientDocument
 from callbot.common.settings import Settings
 from callbot.gateway.stored_documents import StoredDocuments
 
@@ -70,6 +71,9 @@ class UnreachableDocuments:
         raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
 
     async def call(self, call_id: str) -> CallDocument | None:
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
+
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
         raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] Connection refused")
 
 

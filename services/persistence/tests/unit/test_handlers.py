@@ -22,6 +22,7 @@ from callbot.common.contracts import (
 )
 from callbot.persistence.completion import CallCompletionPublisher
 from callbot.persistence.handlers import save_agent, store_call_event
+from callbot.persistence.recipient_store import InMemoryRecipientStore
 from callbot.persistence.store import InMemoryAgentStore, InMemoryCallStore, RetryWhileUnreachable
 
 if TYPE_CHECKING:
@@ -44,9 +45,14 @@ class Persistence:
 
     def __init__(self, grace_s: float = 0.0) -> None:
         self.calls = InMemoryCallStore()
+        self.recipients = InMemoryRecipientStore()
         self.sink = RecordingSink()
         self.completions = CallCompletionPublisher(
-            self.calls, self.sink, grace_s=grace_s, claim_timeout_s=60
+            self.calls,
+            self.sink,
+            grace_s=grace_s,
+            claim_timeout_s=60,
+            recipients=self.recipients,
         )
         self.stopping = asyncio.Event()
 
@@ -84,6 +90,23 @@ async def test_call_completed_is_published_once_with_the_final_document(
     stored = await persistence.calls.get(script.call_id)
     assert stored is not None
     assert stored.completed_published_at is not None
+
+
+async def test_the_recipient_counts_the_call_before_call_completed_goes_out(
+    persistence: Persistence, script: CallScript
+) -> None:
+    for event in script.whole_call():
+        await persistence.handle(event)
+    await persistence.settle()
+    [completed] = persistence.sink.of_type(CallCompleted)
+    call = completed.call  # type: ignore[attr-defined]
+    recipient = await persistence.recipients.get(call.agent_id, call.to)
+    assert recipient is not None
+    assert (recipient.total_calls, recipient.answered_calls) == (1, 1)
+    assert recipient.known_data() == call.data_collected
+    assert recipient.last_outcome is not None
+    assert recipient.last_outcome.ended_by == "system_complete"
+    assert recipient.profile == {"name": "Ada"}
 
 
 async def test_the_grace_period_lets_a_late_ending_land_first(script: CallScript) -> None:

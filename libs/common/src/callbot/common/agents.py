@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from callbot.common.storable import StorableObject
+from callbot.common.mcp_servers import McpServers
+from callbot.common.transport import GatherTransport, Transport
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
 AmdMode = Literal["off", "sync", "async"]
@@ -110,6 +111,7 @@ class Agent(_Model):
     reprompt_message: str = "Sorry, I didn't catch that. Could you say that again?"
     fallback_message: str = "Sorry, give me a moment. Could you repeat that?"
     timeout_message: str = "I haven't heard from you, so I will end the call now. Goodbye!"
+    opt_out_message: str = "Understood. We will not call you again. Sorry to bother you, goodbye."
     max_no_input: int = Field(default=3, ge=1, le=10)
     max_turns: int = Field(default=40, ge=2, le=400)
     max_duration_s: int = Field(default=600, ge=30, le=14400)
@@ -118,8 +120,9 @@ class Agent(_Model):
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)
-    mcp: tuple[StorableObject, ...] = ()
+    mcp: McpServers = ()
     knowledge: tuple[str, ...] = ()
+    transport: Transport = GatherTransport()
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -149,6 +152,7 @@ class Agent(_Model):
             "reprompt_message": self.reprompt_message,
             "fallback_message": self.fallback_message,
             "timeout_message": self.timeout_message,
+            "opt_out_message": self.opt_out_message,
         }
 
     def required_variables(self) -> frozenset[str]:

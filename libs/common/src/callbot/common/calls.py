@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from callbot.common.mcp_servers import ToolCallRecord
+
 Role = Literal["user", "assistant"]
 
 EndedBy = Literal[
@@ -25,6 +27,7 @@ EndedBy = Literal[
     "no-answer",
     "failed",
     "canceled",
+    "opt_out",  # the callee asked not to be called again
 ]
 
 # Twilio's call statuses; the last five are terminal.
@@ -68,6 +71,7 @@ class Turn(_Model):
     no_input: bool = False  # the callee said nothing (Twilio sent an empty SpeechResult)
     confidence: float | None = None
     latency_ms: int | None = None
+    tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
 
 
 class Recording(_Model):
@@ -75,6 +79,15 @@ class Recording(_Model):
     url: str | None = None
     duration_s: int | None = None
     status: str | None = None
+
+
+class CallbackRequest(_Model):
+    """The callee asked to be called another time (or declined for now)."""
+
+    # The time asked for, as the callee said it ("tomorrow at 3 pm"); None when none was said.
+    when: str | None = None
+    # What the callee said that asked for it.
+    said: str = ""
 
 
 class CallDocument(_Model):
@@ -90,11 +103,13 @@ class CallDocument(_Model):
     )
     recipient: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, Any] = Field(default_factory=dict)
+    override_opt_out: str | None = None
     status: CallStatus | None = None
     status_seq: int | None = None
     answered_by: str | None = None
     ended_by: EndedBy | None = None
     ending_reason: str | None = None
+    callback_request: CallbackRequest | None = None
     error_code: str | None = None
     created_at: datetime | None = None
     answered_at: datetime | None = None

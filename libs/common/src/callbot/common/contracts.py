@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument, EndedBy, Recording, Turn
+from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Recording, Turn
 
 SCHEMA_VERSION = 1
 
@@ -62,6 +62,7 @@ class CallCreated(CallEvent):
     recipient: dict[str, Any] = Field(default_factory=dict)
     variables: dict[str, Any] = Field(default_factory=dict)
     status: str = "queued"
+    override_opt_out: str | None = None  # why a recipient who opted out is called anyway
 
 
 class CallAnswered(CallEvent):
@@ -114,6 +115,8 @@ class CallEnding(CallEvent):
     type: Literal["call.ending"] = "call.ending"
     ended_by: EndedBy
     reason: str = ""
+    # The callee refused or asked to be called later: the time asked for, if any.
+    callback_request: CallbackRequest | None = None
 
 
 class CallStatusChanged(CallEvent):
@@ -164,6 +167,43 @@ class AgentUpdated(Event):
     version: int
 
 
+class CampaignCounters(BaseModel):
+    """Where a campaign's recipients stand (one per recipient, final or not)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    total: int = 0
+    pending: int = 0
+    in_progress: int = 0
+    retry_scheduled: int = 0
+    completed: int = 0
+    failed: int = 0
+    canceled: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict)
+    calls_placed: int = 0
+
+
+class CampaignProgress(Event):
+    """campaigns: a campaign's counters, at most every CAMPAIGNS_PROGRESS_INTERVAL_S."""
+
+    type: Literal["campaign.progress"] = "campaign.progress"
+    campaign_id: str
+    state: str
+    counters: CampaignCounters
+
+
+class CampaignCompleted(Event):
+    """campaigns: every recipient reached a final state (or the campaign was
+    canceled and its calls in flight ended). At least once: deduplicate on
+    `campaign_id`."""
+
+    type: Literal["campaign.completed"] = "campaign.completed"
+    campaign_id: str
+    state: str
+    counters: CampaignCounters
+
+
 AnyEvent = Annotated[
     CallCreated
     | CallAnswered
@@ -173,7 +213,9 @@ AnyEvent = Annotated[
     | CallRecordingUpdated
     | CallCompleted
     | CallRecordingReady
-    | AgentUpdated,
+    | AgentUpdated
+    | CampaignProgress
+    | CampaignCompleted,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -15,6 +15,7 @@ from callbot.common.settings import Settings
 
 AGENTS = "agents"
 CALLS = "calls"
+RECIPIENTS = "recipients"
 
 Document = dict[str, Any]
 

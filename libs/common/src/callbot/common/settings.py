@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callbot.common.mcp_servers import parse_allowed_hosts
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 _TWILIO_API = "https://api.twilio.com"
@@ -51,6 +53,15 @@ class Settings(BaseSettings):
         "the session from the call document).",
     )
 
+    # MCP tool servers (dialog calls them; gateway checks them when an agent is saved)
+    mcp_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts (`host`, `host:port`, `*.domain`) MCP servers may "
+        "be on; empty: none.",
+    )
+    mcp_tools_ttl_s: float = Field(default=300.0, gt=0, le=86400)
+    mcp_max_tool_steps: int = Field(default=3, ge=1, le=8)
+
     # Twilio (gateway)
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
@@ -76,6 +87,16 @@ class Settings(BaseSettings):
 
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
+
+    # Campaigns
+    campaigns_gateway_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Where the campaigns service places calls (gateway's POST /v1/calls).",
+    )
+    campaigns_api_key: SecretStr = SecretStr("")
+    campaigns_progress_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    campaigns_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    campaigns_outcome_timeout_s: float = Field(default=3600.0, ge=1, le=7 * 86400)
 
     # Operations
     log_level: LogLevel = "INFO"
@@ -103,6 +124,11 @@ class Settings(BaseSettings):
     def public_base_url(self) -> str:
         """`PUBLIC_URL` without a trailing slash: the prefix of every callback URL."""
         return str(self.public_url).rstrip("/")
+
+    @cached_property
+    def mcp_allowed_host_set(self) -> frozenset[str]:
+        """The parsed `MCP_ALLOWED_HOSTS`."""
+        return parse_allowed_hosts(self.mcp_allowed_hosts)
 
     @property
     def llm_configured(self) -> bool:

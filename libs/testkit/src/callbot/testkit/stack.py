@@ -35,6 +35,7 @@ class StackConfig:
     dialog_replicas: int = 1
     # What runs as persistence: the benches run it with a hook that records write lag.
     persistence_module: str = "callbot.persistence"
+    campaigns_replicas: int = 0  # the campaigns service (0: not started)
 
 
 class CallbotStack:
@@ -48,6 +49,7 @@ class CallbotStack:
         self.dialog: ServiceProcess | None = None  # the first of `dialog_replicas`
         self.dialog_replicas: list[ServiceProcess] = []
         self.persistence: ServiceProcess | None = None
+        self.campaigns_replicas: list[ServiceProcess] = []
 
     @property
     def emulator(self) -> EmulatorProcess:
@@ -87,6 +89,14 @@ class CallbotStack:
             "DIALOG_DEADLINE_MS": str(self.config.dialog_deadline_ms),
         }
 
+    def campaigns_env(self) -> dict[str, str]:
+        return {
+            "CAMPAIGNS_GATEWAY_URL": self.gateway_url,
+            "CAMPAIGNS_API_KEY": API_KEY,
+            "CAMPAIGNS_PROGRESS_INTERVAL_S": "1",
+            **self._env(),
+        }
+
     def start(self) -> None:
         log_dir = self.config.log_dir
         self._emulator = start_emulator_process(
@@ -116,11 +126,27 @@ class CallbotStack:
             log_dir,
             ready_url=f"{self.gateway_url}/readyz",
         )
-        for service in (self.persistence, *self.dialog_replicas, self.gateway):
+        self.campaigns_replicas = [
+            ServiceProcess(
+                f"campaigns-{index + 1}", "callbot.campaigns", self.campaigns_env(), log_dir
+            )
+            for index in range(self.config.campaigns_replicas)
+        ]
+        for service in (
+            self.persistence,
+            *self.dialog_replicas,
+            self.gateway,
+            *self.campaigns_replicas,
+        ):
             service.start()
 
     def stop(self) -> None:
-        for service in (self.gateway, *self.dialog_replicas, self.persistence):
+        for service in (
+            *self.campaigns_replicas,
+            self.gateway,
+            *self.dialog_replicas,
+            self.persistence,
+        ):
             if service is not None:
                 service.stop()
         if self._emulator is not None:

@@ -13,8 +13,10 @@ from pydantic.json_schema import SkipJsonSchema
 
 from callbot.common.agents import Agent
 from callbot.common.contracts import PERSISTENCE_RESPONSE_ADAPTER, AgentSave, RpcFailure
+from callbot.common.mcp_servers import McpServerList
 from callbot.common.messaging import RpcError, RpcTimeout
 from callbot.gateway.deps import Resources, require_api_key
+from callbot.gateway.mcp_check import mcp_errors
 
 # Saving an agent is not on a call's critical path; persistence may be busy.
 AGENT_SAVE_TIMEOUT_S = 5.0
@@ -30,6 +32,7 @@ class AgentDefinition(Agent):
     (template placeholders, field names) run on it as they do on `Agent`."""
 
     agent_id: SkipJsonSchema[str] = Field(default="", exclude=True)
+    mcp: McpServerList = ()  # new saves take well-formed servers only
     version: SkipJsonSchema[int] = Field(default=1, exclude=True)
     created_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
     updated_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
@@ -58,7 +61,10 @@ async def get_agent(agent_id: AgentId, resources: Resources) -> Agent:
 @router.put(
     "/{agent_id}",
     responses={
-        422: {"description": "The definition is invalid (e.g. an unknown template placeholder)."},
+        422: {
+            "description": "The definition is invalid (e.g. an unknown template placeholder, "
+            "an MCP server that is not allowed or cannot be reached)."
+        },
         503: {"description": "persistence could not be reached."},
         504: {"description": "persistence did not answer in time; retry (a PUT is idempotent)."},
     },
@@ -71,6 +77,9 @@ async def save_agent(
     except ValidationError as exc:
         # The id in the URL is the only part not validated with the body.
         raise RequestValidationError(exc.errors(include_url=False)) from None
+    mcp_problems = await mcp_errors(definition.mcp, resources.mcp)
+    if mcp_problems:
+        raise RequestValidationError(mcp_problems)
     try:
         reply = await resources.rpc.call(
             resources.topology.persistence_rpc_queue,

@@ -15,7 +15,15 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
-from callbot.gateway import agents_api, calls_api, health, status_webhooks, voice_webhooks
+from callbot.gateway import (
+    agents_api,
+    calls_api,
+    campaigns_api,
+    health,
+    results_api,
+    status_webhooks,
+    voice_webhooks,
+)
 from callbot.gateway.domain.webhook_form import MalformedWebhook
 from callbot.gateway.reconciler import reconciler_running
 from callbot.gateway.request_observer import RequestObserver
@@ -46,7 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(MalformedWebhook, _malformed_webhook)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ConnectionFailure, _mongodb_unreachable)
-    for module in (calls_api, agents_api, voice_webhooks, status_webhooks, health):
+    for module in (
+        calls_api,
+        agents_api,
+        voice_webhooks,
+        status_webhooks,
+        health,
+        campaigns_api,
+        results_api,
+    ):
         app.include_router(module.router)
     return app
 

@@ -17,6 +17,7 @@ from callbot.gateway.domain.outbound_call import (
     create_call_params,
     missing_variables,
 )
+from callbot.gateway.opt_out_check import refuse_opted_out
 from callbot.gateway.publishing import publish_best_effort
 from callbot.gateway.twilio_rest import TwilioApiError, TwilioUnreachable
 
@@ -36,6 +37,7 @@ class CallPlaced(BaseModel):
     status_code=status.HTTP_201_CREATED,
     responses={
         404: {"description": "No such agent."},
+        409: {"description": "The recipient opted out (send override_opt_out to call anyway)."},
         422: {"description": "Invalid number, or a variable the agent needs is missing."},
         502: {"description": "Twilio failed or refused callbot's credentials."},
     },
@@ -49,6 +51,7 @@ async def place_call(request: CallRequest, resources: Resources) -> CallPlaced:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"agent {agent.agent_id!r} needs variables {missing} that the request does not give",
         )
+    await refuse_opted_out(request, resources.documents)
     call_id = new_id()
     from_number = request.from_ or resources.settings.twilio_from_number
     params = create_call_params(
@@ -83,6 +86,7 @@ async def place_call(request: CallRequest, resources: Resources) -> CallPlaced:
                 recipient=request.recipient,
                 variables=request.variables,
                 status=placed.status,
+                override_opt_out=request.override_opt_out,
             ),
             timeout_s=10.0,
             consequence="the call was placed at Twilio anyway; replay call.created from this line",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractRobustConnection
 from twilio.request_validator import RequestValidator
 
+from callbot.common.mcp_client import McpClient
 from callbot.common.messaging import (
     DeclaredTopology,
     EventPublisher,
@@ -23,8 +24,10 @@ from callbot.common.messaging import (
 )
 from callbot.common.mongo import callbot_database, create_mongo_client
 from callbot.common.settings import Settings
+from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
+from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
 
@@ -69,6 +72,9 @@ class GatewayResources:
     dialog: DialogRpc
     documents: DocumentReader
     twilio: TwilioCalls
+    mcp: McpClient  # lists an agent's MCP tools when it is saved
+    campaigns: CampaignDocuments
+    results: StoredResults  # the read API's listings
     # What the reconciler reads: the quietest non-final calls, and agents.
     calls: StoredDocuments
 
@@ -78,6 +84,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
     topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
     connection = await connect(settings, f"gateway-{os.getpid()}")
     mongo = create_mongo_client(settings, "callbot-gateway")
+    mcp = McpClient(settings.mcp_allowed_host_set)
     twilio = TwilioCalls(
         settings.twilio_account_sid,
         settings.twilio_auth_token.get_secret_value(),
@@ -101,10 +108,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
             documents=stored,
+            results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
+            mcp=mcp,
+            campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             calls=stored,
         )
     finally:
+        await mcp.close()
         twilio.close()
         await mongo.close()
         await connection.close()

@@ -11,7 +11,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument
-from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.common.mongo import AGENTS, CALLS, RECIPIENTS, Document
+from callbot.common.recipients import RecipientDocument, recipient_key
 
 
 class DocumentReader(Protocol):
@@ -21,11 +22,14 @@ class DocumentReader(Protocol):
 
     async def call(self, call_id: str) -> CallDocument | None: ...
 
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None: ...
+
 
 class StoredDocuments:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._agents = database[AGENTS]
         self._calls = database[CALLS]
+        self._recipients = database[RECIPIENTS]
 
     async def agent(self, agent_id: str) -> Agent | None:
         document = await self._agents.find_one({"_id": agent_id})
@@ -49,3 +53,7 @@ class StoredDocuments:
             .limit(limit)
         )
         return [CallDocument.model_validate(document) async for document in cursor]
+
+    async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        document = await self._recipients.find_one({"_id": recipient_key(agent_id, to)})
+        return None if document is None else RecipientDocument.model_validate(document)

@@ -8,7 +8,8 @@ steps:
 1. claim: one atomic update sets `completed_claimed_at` and returns the
    document; duplicate terminal callbacks, replicas and the sweeper race for
    it and exactly one wins;
-2. publish `call.completed` with the document as claimed, and wait for the
+2. count the call for its recipient (the `recipients` collection, idempotent),
+   publish `call.completed` with the document as claimed, and wait for the
    broker's confirm;
 3. mark `completed_published_at`.
 
@@ -38,6 +39,7 @@ from callbot.common.contracts import Event, utcnow
 from callbot.common.logs import log_context
 from callbot.persistence.domain.completion import call_completed_event
 from callbot.persistence.metrics import COMPLETION_FAILURES, COMPLETIONS_PUBLISHED
+from callbot.persistence.recipient_store import RecipientStore
 from callbot.persistence.store import CallStore, Clock
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,10 @@ class CallCompletionPublisher:
         grace_s: float,
         claim_timeout_s: float,
         clock: Clock = utcnow,
+        recipients: RecipientStore | None = None,
     ) -> None:
         self._calls = calls
+        self._recipients = recipients
         self._events = events
         self._grace_s = grace_s
         self._claim_timeout = timedelta(seconds=claim_timeout_s)
@@ -91,6 +95,8 @@ class CallCompletionPublisher:
             )
             if call is None:
                 return False
+            if self._recipients is not None:
+                await self._recipients.record_call(call)
             await self._events.publish(call_completed_event(call))
             await self._calls.mark_completion_published(call_id, now=self._clock())
         except Exception:

@@ -28,10 +28,18 @@ from callbot.common.messaging import (
     connect,
     declare_topology,
 )
-from callbot.common.mongo import AGENTS, CALLS, Document, callbot_database, create_mongo_client
+from callbot.common.mongo import (
+    AGENTS,
+    CALLS,
+    RECIPIENTS,
+    Document,
+    callbot_database,
+    create_mongo_client,
+)
 from callbot.common.settings import Settings
 from callbot.persistence.completion import CallCompletionPublisher
 from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
+from callbot.persistence.recipient_store import MongoRecipientStore, RecipientStore
 from callbot.persistence.store import (
     STORE_UNREACHABLE,
     MongoAgentStore,
@@ -78,7 +86,8 @@ class PersistenceService:
         database = callbot_database(self._mongo, settings)
         calls = MongoCallStore(database[CALLS])
         agents = MongoAgentStore(database[AGENTS])
-        await _create_indexes(calls)
+        recipients = MongoRecipientStore(database[RECIPIENTS])
+        await _create_indexes(calls, recipients)
 
         self._connection = await connect(settings, f"persistence-{os.getpid()}")
         topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
@@ -95,6 +104,7 @@ class PersistenceService:
             publisher,
             grace_s=self._completion_grace_s,
             claim_timeout_s=self._claim_timeout_s,
+            recipients=recipients,
         )
         self._completions = completions
         self._consumer = EventConsumer(
@@ -156,7 +166,7 @@ class PersistenceService:
             await self._mongo.close()
 
 
-async def _create_indexes(calls: MongoCallStore) -> None:
+async def _create_indexes(calls: MongoCallStore, recipients: RecipientStore) -> None:
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(STORE_UNREACHABLE),
         stop=stop_after_delay(INDEX_WAIT_S),
@@ -165,3 +175,4 @@ async def _create_indexes(calls: MongoCallStore) -> None:
     ):
         with attempt:
             await calls.ensure_indexes()
+            await recipients.ensure_indexes()

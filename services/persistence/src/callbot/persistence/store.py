@@ -168,6 +168,11 @@ CALL_INDEXES: tuple[IndexModel, ...] = (
     IndexModel([("agent_id", ASCENDING), ("to", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("agent_id", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),
+    # The read API (GET /v1/calls): newest first by (created_at, _id), per filter.
+    IndexModel([("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("ended_by", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel([("agent_id", ASCENDING), ("data_complete", ASCENDING), ("created_at", DESCENDING)]),
 )
 
 
@@ -215,6 +220,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "from": event.from_,
         "recipient": event.recipient,
         "variables": event.variables,
+        "override_opt_out": event.override_opt_out,
         "created_at": event.occurred_at,
     }
     return [
@@ -258,7 +264,9 @@ def _turn(event: CallTurnRecorded) -> list[ConditionalUpdate]:
 def _ending(event: CallEnding) -> list[ConditionalUpdate]:
     # ending_applies: nothing stored yet, or the unclaimed callee_hangup guess.
     condition = {"$or": [{"ended_by": None}, {"ended_by": INFERRED_HANGUP, **_UNCLAIMED}]}
-    update = {"$set": {"ended_by": event.ended_by, "ending_reason": event.reason}}
+    update: dict[str, Any] = {"$set": {"ended_by": event.ended_by, "ending_reason": event.reason}}
+    if event.callback_request is not None:
+        update["$set"]["callback_request"] = event.callback_request.model_dump(mode="json")
     return [ConditionalUpdate(condition, update, upsert=True)]
 
 

@@ -24,6 +24,7 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.recording",
 )
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
+CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
 
 # On a message an RPC server dead-letters itself (the broker writes `x-death`
 # on those it dead-letters): the queue it came from, and why.
@@ -72,6 +73,14 @@ class Topology:
     def persistence_rpc_queue(self) -> str:
         return f"{self.namespace}.persistence.rpc"
 
+    @property
+    def campaigns_rpc_queue(self) -> str:
+        return f"{self.namespace}.campaigns.rpc"
+
+    @property
+    def campaigns_events_queue(self) -> str:
+        return f"{self.namespace}.campaigns.events"
+
     def dead_letter_arguments(self) -> dict[str, Any]:
         """For a queue of a replica's own (not quorum, no delivery limit): a
         rejected message still reaches the dead-letter queue."""
@@ -112,18 +121,23 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     await dlq.bind(dead_letters, routing_key="#")
     declared.queues[dlq.name] = dlq
 
-    spec = topology.persistence_queue
-    queue = await channel.declare_queue(
-        spec.name, durable=True, arguments=topology.quorum_arguments()
-    )
-    for key in spec.routing_keys:
-        await queue.bind(events, routing_key=key)
-    declared.queues[queue.name] = queue
+    campaigns_spec = QueueSpec(topology.campaigns_events_queue, CAMPAIGNS_EVENT_KEYS)
+    for spec in (topology.persistence_queue, campaigns_spec):
+        queue = await channel.declare_queue(
+            spec.name, durable=True, arguments=topology.quorum_arguments()
+        )
+        for key in spec.routing_keys:
+            await queue.bind(events, routing_key=key)
+        declared.queues[queue.name] = queue
 
     # RPC requests are short-lived (they carry an expiration); a classic queue
     # keeps their latency low, and durability means a broker restart does not
     # lose the queue the clients publish to.
-    for rpc_queue in (topology.dialog_rpc_queue, topology.persistence_rpc_queue):
+    for rpc_queue in (
+        topology.dialog_rpc_queue,
+        topology.persistence_rpc_queue,
+        topology.campaigns_rpc_queue,
+    ):
         declared.queues[rpc_queue] = await channel.declare_queue(rpc_queue, durable=True)
     return declared
 
@@ -135,6 +149,8 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
         topology.dead_letter_queue,
         topology.dialog_rpc_queue,
         topology.persistence_rpc_queue,
+        topology.campaigns_rpc_queue,
+        topology.campaigns_events_queue,
     ):
         await channel.queue_delete(queue_name)
     for exchange_name in (topology.events_exchange, topology.dead_letter_exchange):

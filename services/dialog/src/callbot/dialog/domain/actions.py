@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from callbot.common.storable import well_formed_text
+from callbot.dialog.domain.opt_out import OPT_OUT_TOOL
 
 RECORD_DATA = "record_data"
 END_CALL = "end_call"
@@ -28,13 +29,29 @@ class EndCall:
 
 
 @dataclass(frozen=True)
+class OptOut:
+    """The callee asked not to be called again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequestCallback:
+    """The callee refused or asked to be called later: end politely, record the request."""
+
+    reason: str
+    when: str | None
+    said: str
+
+
+@dataclass(frozen=True)
 class UnusableToolCall:
     """A tool call we could not act on; the model is told why on its next request."""
 
     problem: str
 
 
-Action = RecordData | EndCall | UnusableToolCall
+Action = RecordData | EndCall | OptOut | RequestCallback | UnusableToolCall
 
 
 class ModelUnavailable(Exception):
@@ -64,4 +81,9 @@ def parse_tool_call(name: str, arguments: str) -> Action:
     if name == END_CALL:
         reason = parsed.get("reason")
         return EndCall(reason=well_formed_text(reason) if isinstance(reason, str) else "")
-    return UnusableToolCall(f"there is no tool named {name!r}; use record_data or end_call")
+    if name == OPT_OUT_TOOL:
+        reason = parsed.get("reason")
+        return OptOut(reason=well_formed_text(reason) if isinstance(reason, str) else "")
+    return UnusableToolCall(
+        f"there is no tool named {name!r}; use record_data, end_call or {OPT_OUT_TOOL}"
+    )

@@ -2,10 +2,11 @@
 
 Order of precedence for a user turn:
 1. no input: the reprompt, or `system_timeout` at the `max_no_input`-th in a row;
-2. a short closing utterance ("ok, bye"): `user_goodbye`, without asking the model;
+2. a request not to be called again ("take me off your list"): `opt_out`, and a
+   short closing utterance ("ok, bye"): `user_goodbye`, without asking the model;
 3. the model's answer: recorded values are validated (an invalid one is asked
-   again), all data collected ends `system_complete`, `end_call` ends
-   `user_goodbye`;
+   again), the `opt_out` tool ends `opt_out`, all data collected ends
+   `system_complete`, `end_call` ends `user_goodbye`;
 4. if nothing ended the call, the limits: `max_turns`, then `max_duration`.
 Every line of the agent's own (reprompt, closing lines) is a template rendered
 with the call's data; the model's text is spoken as it is.
@@ -16,9 +17,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from callbot.common.calls import Turn
-from callbot.dialog.domain.actions import EndCall, ModelAnswer, RecordData, UnusableToolCall
+from callbot.common.calls import CallbackRequest, Turn
+from callbot.dialog.domain.actions import (
+    EndCall,
+    ModelAnswer,
+    OptOut,
+    RecordData,
+    RequestCallback,
+    UnusableToolCall,
+)
 from callbot.dialog.domain.closing import is_closing_utterance
+from callbot.dialog.domain.opt_out import is_opt_out_request
 from callbot.dialog.domain.session import Ending, Exchange, Rejection, Session
 from callbot.dialog.domain.validators import Rejected, region_of, validate_value
 
@@ -56,6 +65,8 @@ def answer_without_model(session: Session, heard: Turn, now: datetime) -> Exchan
             return _reply(session, heard, line, session.data_collected, ending, now)
         line = session.render(agent.reprompt_message)
         return _reply(session, heard, line, session.data_collected, None, now)
+    if is_opt_out_request(heard.content):
+        return _opt_out(session, heard, session.data_collected, "the callee asked", now)
     if is_closing_utterance(heard.content):
         ending = Ending("user_goodbye", "the callee said goodbye")
         line = session.render(agent.goodbye_message)
@@ -70,6 +81,8 @@ def apply_model_answer(
     data = dict(session.data_collected)
     rejections: list[Rejection] = []
     goodbye: EndCall | None = None
+    callback: RequestCallback | None = None
+    opt_out: OptOut | None = None
     region = region_of(agent.language)
     for action in answer.actions:
         match action:
@@ -86,18 +99,36 @@ def apply_model_answer(
                     data[name] = verdict.value
             case EndCall(reason=reason):
                 goodbye = EndCall(reason or "the callee wanted to end the call")
+            case RequestCallback():
+                callback = action
+            case OptOut():
+                opt_out = action
             case UnusableToolCall(problem=problem):
                 rejections.append(Rejection(None, None, problem))
 
+    if opt_out is not None:
+        return _opt_out(session, heard, data, opt_out.reason or "the model's opt_out tool", now)
     if agent.data_to_fill and session.is_complete(data):
         ending = Ending("system_complete", "all required data collected")
         return _reply(session, heard, session.render(agent.completion_message), data, ending, now)
+    if callback is not None:
+        request = CallbackRequest(when=callback.when, said=callback.said)
+        ending = Ending("user_goodbye", callback.reason, request)
+        return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
     if goodbye is not None:
         ending = Ending("user_goodbye", goodbye.reason)
         return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
     return _reply(
         session, heard, _next_line(session, answer, data, rejections), data, None, now, rejections
     )
+
+
+def _opt_out(
+    session: Session, heard: Turn, data: dict[str, Any], reason: str, now: datetime
+) -> Exchange:
+    """The callee asked not to be called again: say the agent's polite closing line."""
+    ending = Ending("opt_out", f"asked not to be called again: {reason}")
+    return _reply(session, heard, session.render(session.agent.opt_out_message), data, ending, now)
 
 
 def fallback(session: Session, heard: Turn, now: datetime) -> Exchange:

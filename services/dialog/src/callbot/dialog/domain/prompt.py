@@ -16,6 +16,7 @@ from typing import Any
 from callbot.common.agents import Agent, DataField, LlmOptions
 from callbot.common.calls import Turn
 from callbot.dialog.domain.actions import END_CALL, RECORD_DATA
+from callbot.dialog.domain.opt_out import OPT_OUT_TOOL
 from callbot.dialog.domain.session import Session
 
 NO_INPUT_PLACEHOLDER = "(the callee said nothing)"
@@ -126,4 +127,16 @@ def build_tools(agent: Agent) -> tuple[dict[str, Any], ...]:
             },
         },
     }
-    return (record_data, end_call)
+    opt_out = {
+        "type": "function",
+        "function": {
+            "name": OPT_OUT_TOOL,
+            "description": "The callee asked not to be called again (take me off your list).",
+            "parameters": {
+                "type": "object",
+                "properties": {"reason": {"type": "string"}},
+                "required": ["reason"],
+            },
+        },
+    }
+    return (record_data, end_call, opt_out)

@@ -68,6 +68,12 @@ class CallRequest(BaseModel):
         default=None, description="Answering-machine detection; default: the agent's."
     )
     record: bool | None = Field(default=None, description="Record the call; default: the agent's.")
+    override_opt_out: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Call a recipient who opted out anyway; the reason is stored on the call.",
+    )
 
 
 def missing_variables(agent: Agent, variables: dict[str, Any]) -> list[str]:

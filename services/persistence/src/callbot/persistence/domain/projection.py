@@ -101,6 +101,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         from_=event.from_,
         recipient=event.recipient,
         variables=event.variables,
+        override_opt_out=event.override_opt_out,
         created_at=event.occurred_at,
     )
     if call.status is None:  # status callbacks that came first know better
@@ -135,6 +136,8 @@ def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
 def _ending(event: CallEnding, call: CallDocument) -> CallDocument:
     if ending_applies(call.ended_by, call.completed_claimed_at is not None):
         call = _changed(call, ended_by=event.ended_by, ending_reason=event.reason)
+        if event.callback_request is not None:
+            call = _changed(call, callback_request=event.callback_request)
     return call
 
 

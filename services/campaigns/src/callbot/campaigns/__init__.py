@@ -1,0 +1,1 @@
+"""callbot campaigns: calling lists as durable jobs (`python -m callbot.campaigns`)."""

@@ -1,0 +1,1 @@
+"""What campaigns decide, without I/O: calling hours, pacing, retries, suppression."""

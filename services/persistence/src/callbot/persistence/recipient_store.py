@@ -1,0 +1,180 @@
+"""Where recipient documents are stored: the port, MongoDB, and the in-memory fake.
+
+`MongoRecipientStore` turns a finished call into atomic conditional updates,
+each idempotent and order-independent (the rules of
+`callbot.persistence.domain.recipients`), so replicas and republications need
+no locks. `InMemoryRecipientStore` runs the pure projection; one contract
+suite holds both to the same documents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from callbot.common.calls import CallDocument
+from callbot.common.contracts import utcnow
+from callbot.common.mongo import Document
+from callbot.common.recipients import RecipientDocument, recipient_key
+from callbot.persistence.domain.recipients import (
+    applies_to_recipient,
+    apply_call,
+    blank_recipient,
+    call_moment,
+    collected_values,
+    outcome_of,
+    was_answered,
+)
+from callbot.persistence.store import Clock
+
+# The read API's filters (GET /v1/recipients), each served by one of these.
+RECIPIENT_INDEXES: tuple[IndexModel, ...] = (
+    IndexModel([("agent_id", ASCENDING), ("last_call_at", DESCENDING), ("_id", DESCENDING)]),
+    IndexModel(
+        [("agent_id", ASCENDING), ("opted_out.at", ASCENDING), ("last_call_at", DESCENDING)]
+    ),
+    IndexModel(
+        [("agent_id", ASCENDING), ("data_complete", ASCENDING), ("last_call_at", DESCENDING)]
+    ),
+)
+
+
+class RecipientStore(Protocol):
+    async def ensure_indexes(self) -> None: ...
+
+    async def record_call(self, call: CallDocument) -> None:
+        """Count a finished call for its recipient; recording it again changes nothing.
+        A call that names no agent or number (its creation event was lost) is skipped."""
+
+    async def get(self, agent_id: str, to: str) -> RecipientDocument | None: ...
+
+
+def _later(at_path: str, call_id_path: str, at: datetime, call_id: str) -> Document:
+    """`(at, call_id)` is after the stored pair, or none is stored: `is_later` as a condition."""
+    return {
+        "$or": [
+            {at_path: None},
+            {at_path: {"$lt": at}},
+            {at_path: at, call_id_path: {"$lt": call_id}},
+        ]
+    }
+
+
+def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
+    """The projection's rules after the count, as (condition, update) pairs on
+    an existing recipient document."""
+    at = call_moment(call)
+    assert at is not None, "applies_to_recipient was checked"
+    cid = call.call_id
+    outcome = outcome_of(call, at).model_dump(mode="python")
+    updates: list[tuple[Document, Document]] = [
+        (
+            _later("last_call_at", "last_outcome.call_id", at, cid),
+            {"$set": {"last_call_at": at, "last_outcome": outcome}},
+        )
+    ]
+    for name, value in collected_values(call):
+        path = f"data_collected.{name}"
+        updates.append(
+            (
+                _later(f"{path}.at", f"{path}.call_id", at, cid),
+                {"$set": {path: {"value": value, "call_id": cid, "at": at}}},
+            )
+        )
+    if call.data_complete:
+        updates.append(({}, {"$set": {"data_complete": True}}))
+    if call.ended_by == "opt_out":
+        earlier = {
+            "$or": [
+                {"opted_out": None},
+                {"opted_out.at": {"$gt": at}},
+                {"opted_out.at": at, "opted_out.call_id": {"$gt": cid}},
+            ]
+        }
+        updates.append((earlier, {"$set": {"opted_out": {"call_id": cid, "at": at}}}))
+    if call.recipient:
+        updates.append(
+            (
+                _later("profile_at", "profile_call_id", at, cid),
+                {"$set": {"profile": call.recipient, "profile_at": at, "profile_call_id": cid}},
+            )
+        )
+    return updates
+
+
+class MongoRecipientStore:
+    def __init__(self, recipients: AsyncCollection[Document], clock: Clock = utcnow) -> None:
+        self._recipients = recipients
+        self._clock = clock
+
+    async def ensure_indexes(self) -> None:
+        await self._recipients.create_indexes(list(RECIPIENT_INDEXES))
+
+    async def record_call(self, call: CallDocument) -> None:
+        if not applies_to_recipient(call):
+            return
+        assert call.agent_id is not None
+        assert call.to is not None
+        key = recipient_key(call.agent_id, call.to)
+        await self._count(key, call)
+        operations = [
+            UpdateOne({"_id": key, **condition}, self._stamped(update))
+            for condition, update in recipient_updates(call)
+        ]
+        await self._recipients.bulk_write(operations, ordered=False)
+
+    async def _count(self, key: str, call: CallDocument) -> None:
+        assert call.agent_id is not None
+        assert call.to is not None
+        selector = {"_id": key, "call_ids": {"$ne": call.call_id}}
+        update = self._stamped(
+            {
+                "$setOnInsert": {"agent_id": call.agent_id, "to": call.to},
+                "$push": {"call_ids": {"$each": [call.call_id], "$sort": 1}},
+                "$inc": {"total_calls": 1, "answered_calls": int(was_answered(call))},
+            }
+        )
+        try:
+            await self._recipients.update_one(selector, update, upsert=True)
+        except DuplicateKeyError:
+            # The document exists: it counted this call already (nothing to do),
+            # or a concurrent call inserted it a moment ago (count this one now).
+            del update["$setOnInsert"]
+            await self._recipients.update_one(selector, update)
+
+    def _stamped(self, update: Document) -> Document:
+        return {**update, "$set": {**update.get("$set", {}), "updated_at": self._clock()}}
+
+    async def get(self, agent_id: str, to: str) -> RecipientDocument | None:
+        document = await self._recipients.find_one({"_id": recipient_key(agent_id, to)})
+        return None if document is None else RecipientDocument.model_validate(document)
+
+
+class InMemoryRecipientStore:
+    """The projection itself, kept in a dict: the fake for unit tests and the
+    reference the MongoDB store is held to."""
+
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self._clock = clock
+        self.recipients: dict[str, RecipientDocument] = {}
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def record_call(self, call: CallDocument) -> None:
+        if not applies_to_recipient(call):
+            return
+        assert call.agent_id is not None
+        assert call.to is not None
+        key = recipient_key(call.agent_id, call.to)
+        current = self.recipients.get(key) or blank_recipient(call.agent_id, call.to)
+        updated = apply_call(current, call)
+        if updated != current:
+            self.recipients[key] = updated.model_copy(update={"updated_at": self._clock()})
+
+    async def get(self, agent_id: str, to: str) -> RecipientDocument | None:
+        return self.recipients.get(recipient_key(agent_id, to))
