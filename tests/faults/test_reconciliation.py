@@ -170,7 +170,7 @@ def test_calls_ending_while_the_broker_is_away_are_finalized_by_the_reconciler(
     )
     REPORT.add(
         Figures(
-            item="13",
+            item="14",
             fault=f"broker away {OUTAGE_S:.0f} s for the stack while {CALLS} calls end",
             faults_injected=1 + len(lost),
             calls_in_flight=CALLS,

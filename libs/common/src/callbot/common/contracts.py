@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Recording, Turn
+from callbot.common.calls import (
+    CallbackRequest,
+    CallDocument,
+    EndedBy,
+    Recording,
+    RecordingArchive,
+    Turn,
+)
 
 SCHEMA_VERSION = 1
 
@@ -142,6 +149,16 @@ class CallRecordingUpdated(CallEvent):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+class CallRecordingArchived(CallEvent):
+    """media: a call's recording is in the recordings bucket, its size and
+    SHA-256 checked by reading it back (and, when so configured, deleted at
+    Twilio afterwards). persistence stores it as `recording.archive`."""
+
+    type: Literal["call.recording_archived"] = "call.recording_archived"
+    recording_sid: str
+    archive: RecordingArchive
+
+
 class CallCompleted(CallEvent):
     """persistence: the final call document was written. The contract for subscribers.
 
@@ -211,6 +228,7 @@ AnyEvent = Annotated[
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
+    | CallRecordingArchived
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated

@@ -12,7 +12,8 @@ from urllib.parse import parse_qsl
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from callbot.emulator.recordings import recordings_page
+from callbot.emulator.call_recordings import recordings_page
+from callbot.emulator.recordings import recordings_router
 from callbot.emulator.records import CallRecord
 from callbot.emulator.resources import (
     API_VERSION,
@@ -98,6 +99,8 @@ def build_app(switchboard: Switchboard) -> FastAPI:
     ) -> dict[str, Any]:
         authenticate(request, account_sid)
         return recordings_page(call_player_record(request, call_sid), request.url.path)
+
+    app.include_router(recordings_router(switchboard, authenticate))
 
     @app.api_route(f"/{API_VERSION}/{{resource:path}}", methods=["GET", "POST", "DELETE"])
     async def unknown_resource(request: Request, resource: str) -> None:
