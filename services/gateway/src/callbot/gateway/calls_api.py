@@ -63,7 +63,7 @@ async def place_call(
     idempotency_key: IdempotencyKey = None,
 ) -> CallPlaced:
     try:
-        outcome = await resources.calls.place(
+        outcome = await resources.call_placer.place(
             request, api_key=api_key, idempotency_key=idempotency_key
         )
     except CallRefused as refused:

@@ -101,9 +101,11 @@ class GatewayResources:
     objects: ObjectStore
     claims: CallClaims
     mongo: AsyncMongoClient[Document]
+    # What the reconciler reads: the quietest non-final calls, and agents.
+    calls: StoredDocuments
 
     @property
-    def calls(self) -> CallPlacer:
+    def call_placer(self) -> CallPlacer:
         """The one path that places calls (checks, Idempotency-Key, Twilio, call.created)."""
         return CallPlacer(
             documents=self.documents,
@@ -142,6 +144,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         # The reply is the RPC's confirmation: confirms would only add latency.
         rpc = RpcClient(await connection.channel(publisher_confirms=False))
         await rpc.start()
+        stored = StoredDocuments(callbot_database(mongo, settings))
         yield GatewayResources(
             settings=settings,
             topology=topology,
@@ -152,7 +155,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             publisher=EventPublisher(declared.events, app_id="gateway"),
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
-            documents=StoredDocuments(callbot_database(mongo, settings)),
+            documents=stored,
             results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
             claims=PersistenceCallClaims(rpc, topology.persistence_rpc_queue),
@@ -160,6 +163,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
+            calls=stored,
         )
     finally:
         await objects.close()
