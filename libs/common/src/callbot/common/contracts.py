@@ -140,6 +140,18 @@ class CallRecordingUpdated(CallEvent):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+class CallSummarized(CallEvent):
+    """dialog: a summary of a finished call (by the model, or `deterministic`).
+
+    Usually stored before `call.completed` is published, so that event carries
+    it; when the model is slow it comes later and fills in the call document."""
+
+    type: Literal["call.summarized"] = "call.summarized"
+    summary: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    summarized_at: datetime = Field(default_factory=utcnow)
+
+
 class CallCompleted(CallEvent):
     """persistence: the final call document was written. The contract for subscribers.
 
@@ -209,6 +221,7 @@ AnyEvent = Annotated[
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
+    | CallSummarized
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated

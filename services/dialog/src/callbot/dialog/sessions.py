@@ -78,9 +78,11 @@ class SessionRegistry:
         self._sessions.put(session.call_id, session)
         SESSIONS_LIVE.set(len(self._sessions))
 
-    def evict(self, call_id: str) -> None:
-        self._sessions.pop(call_id)
+    def evict(self, call_id: str) -> Session | None:
+        """Drop the call's session; returns it when this replica held it."""
+        session = self._sessions.pop(call_id)
         SESSIONS_LIVE.set(len(self._sessions))
+        return session
 
     async def for_start(self, request: DialogStart) -> Session:
         cached = self._sessions.get(request.call_id)

@@ -30,6 +30,7 @@ from callbot.common.contracts import (
     CallEvent,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallSummarized,
     CallTurnRecorded,
     utcnow,
 )
@@ -316,6 +317,21 @@ def _recording(event: CallRecordingUpdated) -> list[ConditionalUpdate]:
     fields: Document = {"recording": event.recording.model_dump(mode="python")}
     if event.call_sid is not None:
         fields["call_sid"] = event.call_sid
+    return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+
+
+@mongo_updates.register
+def _summarized(event: CallSummarized) -> list[ConditionalUpdate]:
+    # summary_applies: nothing stored, or an earlier (or same-time, lesser) summary.
+    at, text = event.summarized_at, event.summary
+    condition = {
+        "$or": [
+            {"summarized_at": None},
+            {"summarized_at": {"$lt": at}},
+            {"summarized_at": at, "summary": {"$lt": text}},
+        ]
+    }
+    fields = {"summary": text, "summary_model": event.model, "summarized_at": at}
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
 
 

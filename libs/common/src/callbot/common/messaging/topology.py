@@ -22,6 +22,7 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.ending",
     "call.status",
     "call.recording",
+    "call.summarized",
 )
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
 CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)

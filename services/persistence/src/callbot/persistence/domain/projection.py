@@ -18,6 +18,7 @@ persistence through several publishers, retries and replicas:
   publication of `call.completed` has been claimed, so the event and the
   document never disagree;
 - a finished recording is never replaced by an unfinished one;
+- the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
 - `answered_at` is the earliest answer (gateway publishes one per answer
   webhook, and Twilio may repeat the webhook).
 
@@ -27,6 +28,7 @@ persistence through several publishers, retries and replicas:
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import singledispatch
 from typing import Any
 
@@ -38,6 +40,7 @@ from callbot.common.contracts import (
     CallEvent,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallSummarized,
     CallTurnRecorded,
 )
 from callbot.persistence.domain.status import (
@@ -56,6 +59,7 @@ PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallEnding,
     CallStatusChanged,
     CallRecordingUpdated,
+    CallSummarized,
 )
 
 
@@ -159,6 +163,28 @@ def _recording(event: CallRecordingUpdated, call: CallDocument) -> CallDocument:
     if event.call_sid is not None:
         changes["call_sid"] = event.call_sid
     return _changed(call, **changes)
+
+
+@_apply.register
+def _summarized(event: CallSummarized, call: CallDocument) -> CallDocument:
+    if summary_applies(call.summarized_at, call.summary, event):
+        call = _changed(
+            call,
+            summary=event.summary,
+            summary_model=event.model,
+            summarized_at=event.summarized_at,
+        )
+    return call
+
+
+def summary_applies(
+    stored_at: datetime | None, stored_summary: str | None, event: CallSummarized
+) -> bool:
+    """The latest summary wins (ties: the greater text), so replicas that both
+    summarized a call converge on one, in any order."""
+    if stored_at is None:
+        return True
+    return (event.summarized_at, event.summary) > (stored_at, stored_summary or "")
 
 
 def status_changes(event: CallStatusChanged) -> dict[str, Any]:
