@@ -8,7 +8,7 @@ PACKAGES := -e libs/common -e libs/testkit -e services/gateway -e services/dialo
             -e services/persistence -e services/emulator -e services/campaigns
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest broker demo lock clean
+.PHONY: install test lint typecheck pytest broker demo demo-campaign lock clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ test: lint typecheck pytest
 
 demo: install broker
 	$(BIN)/python scripts/demo.py
+
+# A campaign of 20 numbers with mixed outcomes through the emulator.
+demo-campaign: install broker
+	$(BIN)/python scripts/demo_campaign.py
 
 # Re-pin every third-party package to what is installed now.
 lock: install

@@ -53,6 +53,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "voicemail": {"outcome": "answered", "answered_by": "machine_end_beep"},
     "hangs_up": {"outcome": "answered", "steps": [{"hangup": {}}]},
     "fails": {"outcome": "failed"},
+    "opts_out": {"outcome": "answered", "steps": [{"say": "Please don't call me again."}]},
 }
 
 
@@ -190,7 +191,13 @@ def max_calls_in_any_second(calls: list[CallRecord]) -> int:
 
 @contextmanager
 def running_campaign_stack(
-    log_dir: Path, rabbitmq_url: str, mongodb_url: str, *, replicas: int = 2, lease_s: int = 60
+    log_dir: Path,
+    rabbitmq_url: str,
+    mongodb_url: str,
+    *,
+    replicas: int = 2,
+    lease_s: int = 60,
+    outcome_timeout_s: int = 3600,
 ) -> Iterator[CampaignStack]:
     namespace = f"c{uuid.uuid4().hex[:10]}"
     stack = CallbotStack(
@@ -200,7 +207,10 @@ def running_campaign_stack(
             namespace=namespace,
             log_dir=log_dir,
             campaigns_replicas=replicas,
-            extra_env={"CAMPAIGNS_LEASE_S": str(lease_s)},
+            extra_env={
+                "CAMPAIGNS_LEASE_S": str(lease_s),
+                "CAMPAIGNS_OUTCOME_TIMEOUT_S": str(outcome_timeout_s),
+            },
         )
     )
     subscriber = EventSubscriber(

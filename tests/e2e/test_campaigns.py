@@ -34,6 +34,7 @@ EXPECTED: dict[str, tuple[str, int]] = {
     "voicemail": ("failed", 2),
     "hangs_up": ("completed", 1),  # data incomplete, no retry allowed: the call was held
     "fails": ("failed", 1),
+    "opts_out": ("skipped", 1),  # asked mid-call not to be called again: never retried
 }
 
 
@@ -53,7 +54,7 @@ def test_mixed_outcomes_exact_states_no_double_dials_paced(campaigns: CampaignSt
     kinds = list(EXPECTED)
     recipients: list[dict[str, Any]] = []
     expected_by_number: dict[str, tuple[str, int]] = {}
-    for index in range(48):  # 8 of each outcome
+    for index in range(49):  # 7 of each outcome
         kind = kinds[index % len(kinds)]
         to = number(1, index)
         campaigns.script(to, kind)
@@ -65,7 +66,7 @@ def test_mixed_outcomes_exact_states_no_double_dials_paced(campaigns: CampaignSt
     assert response.json() == {"added": 4, "rejected": []}
     recipients += [{"to": to, "timezone": zone} for to in suppressed]
     recipients += [{"to": "+1212555", "timezone": zone}, {"to": "call me", "timezone": zone}]
-    recipients += [{"to": number(1, index), "timezone": zone} for index in range(6)]  # dupes
+    recipients += [{"to": number(1, index), "timezone": zone} for index in range(5)]  # dupes
     assert len(recipients) == 60
 
     created = campaigns.create(
@@ -77,9 +78,14 @@ def test_mixed_outcomes_exact_states_no_double_dials_paced(campaigns: CampaignSt
 
     final = campaigns.wait_state(campaign_id, "completed")
     counters = final["counters"]
-    assert counters["skipped_by_reason"] == {"suppressed": 4, "invalid_number": 2, "duplicate": 6}
-    assert counters["completed"] == 16
-    assert counters["failed"] == 32
+    assert counters["skipped_by_reason"] == {
+        "suppressed": 4,
+        "invalid_number": 2,
+        "duplicate": 5,
+        "opted_out": 7,
+    }
+    assert counters["completed"] == 14
+    assert counters["failed"] == 28
     assert counters["pending"] == counters["in_progress"] == counters["retry_scheduled"] == 0
     assert counters["total"] == 60
     total_tries = sum(tries for _, tries in expected_by_number.values())
@@ -88,7 +94,7 @@ def test_mixed_outcomes_exact_states_no_double_dials_paced(campaigns: CampaignSt
     attempts = campaigns.attempts(campaign_id)
     assert len(attempts) == 60
     for attempt in attempts:
-        if attempt["state"] == "skipped":
+        if attempt["state"] == "skipped" and attempt["skip_reason"] != "opted_out":
             assert not attempt["tries"]
             continue
         state, tries = expected_by_number[attempt["to"]]

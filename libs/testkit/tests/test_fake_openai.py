@@ -425,3 +425,48 @@ async def test_async_control_client_drives_the_process(fake_process: FakeOpenAIP
 
     [request] = await control.requests()
     assert request.index == 0
+
+
+async def test_a_stream_waits_its_time_to_first_piece_and_between_pieces(
+    fake: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
+    fake.add_rule(
+        response={"text": "one two three", "first_token_s": 0.2, "token_interval_s": 0.05}
+    )
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=user_says("hi"), stream=True
+    )
+    _ = [chunk async for chunk in stream]
+    [record] = fake.streams()
+    assert record.outcome == "finished"
+    assert record.pieces_sent == record.pieces_total == 3
+    assert record.first_piece_at is not None
+    # Lower bounds only: the pauses are sleeps, never shorter than scripted.
+    assert record.first_piece_at - record.received_at >= 0.2
+
+
+async def test_a_stream_the_client_closes_early_is_recorded_as_closed(
+    fake: FakeOpenAI, client: openai.AsyncOpenAI
+) -> None:
+    fake.add_rule(
+        response={
+            "text": " ".join(f"w{index}" for index in range(200)),
+            "token_interval_s": 0.01,
+        }
+    )
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=user_says("hi"), stream=True
+    )
+    read = 0
+    async for _chunk in stream:
+        read += 1
+        if read == 3:
+            break
+    await stream.close()
+    for _ in range(200):
+        if fake.streams()[0].outcome != "streaming":
+            break
+        await asyncio.sleep(0.02)
+    [record] = fake.streams()
+    assert record.outcome == "closed_by_client"
+    assert record.pieces_sent < record.pieces_total == 200

@@ -49,7 +49,7 @@ def test_valid_values_are_normalised(kind: str, given: object, stored: object) -
         ("email", "not an email"),
         ("phone", "12345"),
         ("phone", "call me maybe"),
-        ("number", "forty"),
+        ("number", "a few"),
         ("number", True),
         ("number", 2**63),  # beyond MongoDB's 8-byte integers
         ("number", "99999999999999999999"),

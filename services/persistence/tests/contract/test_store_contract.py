@@ -12,7 +12,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument
+from callbot.common.calls import CallbackRequest, CallDocument
 from callbot.common.contracts import CallEvent, CallSummarized, utcnow
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.persistence.domain.completion import recording_missed_completion
@@ -243,6 +243,17 @@ class CallStoreContract:
         call = await store.get(script.call_id)
         assert call is not None
         assert (call.ended_by, call.ending_reason) == ("user_goodbye", "all data")
+
+    async def test_a_callback_request_is_stored_with_the_ending(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        request = CallbackRequest(when="tomorrow at 3 pm", said="Call me tomorrow at 3 pm.")
+        ending = script.ending("user_goodbye").model_copy(update={"callback_request": request})
+        await _apply_all(store, [script.created(), ending])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.callback_request == request
+        assert _content(call) == project([script.created(), ending], script.call_id)
 
     async def test_a_late_machine_answer_makes_it_voicemail(
         self, store: CallStore, script: CallScript

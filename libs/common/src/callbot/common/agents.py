@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from callbot.common.mcp_servers import McpServers
+from callbot.common.transport import GatherTransport, Transport
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
 AmdMode = Literal["off", "sync", "async"]
@@ -127,6 +128,7 @@ class Agent(_Model):
     reconfirm_known_data: bool = False
     mcp: McpServers = ()
     knowledge: tuple[str, ...] = ()
+    transport: Transport = GatherTransport()
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

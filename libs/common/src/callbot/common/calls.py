@@ -81,6 +81,15 @@ class Recording(_Model):
     status: str | None = None
 
 
+class CallbackRequest(_Model):
+    """The callee asked to be called another time (or declined for now)."""
+
+    # The time asked for, as the callee said it ("tomorrow at 3 pm"); None when none was said.
+    when: str | None = None
+    # What the callee said that asked for it.
+    said: str = ""
+
+
 class CallDocument(_Model):
     """A call as stored in MongoDB (`_id` is `call_id`)."""
 
@@ -100,6 +109,7 @@ class CallDocument(_Model):
     answered_by: str | None = None
     ended_by: EndedBy | None = None
     ending_reason: str | None = None
+    callback_request: CallbackRequest | None = None
     error_code: str | None = None
     created_at: datetime | None = None
     answered_at: datetime | None = None

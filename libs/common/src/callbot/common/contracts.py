@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument, EndedBy, Recording, Turn
+from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Recording, Turn
 
 SCHEMA_VERSION = 1
 
@@ -115,6 +115,8 @@ class CallEnding(CallEvent):
     type: Literal["call.ending"] = "call.ending"
     ended_by: EndedBy
     reason: str = ""
+    # The callee refused or asked to be called later: the time asked for, if any.
+    callback_request: CallbackRequest | None = None
 
 
 class CallStatusChanged(CallEvent):

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     campaigns_api_key: SecretStr = SecretStr("")
     campaigns_progress_interval_s: float = Field(default=5.0, gt=0, le=3600)
     campaigns_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    campaigns_outcome_timeout_s: float = Field(default=3600.0, ge=1, le=7 * 86400)
 
     # Operations
     log_level: LogLevel = "INFO"

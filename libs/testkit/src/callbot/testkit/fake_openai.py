@@ -24,10 +24,13 @@ Rule JSON, as taken by ``add_rules`` and ``POST /_control/rules``::
      "response": {"text": "...",
                   "tool_calls": [{"name": "record_data", "arguments": {...} or "raw string"}],
                   "error": {"status": 429, "message": "...", "type": "...", "code": "..."},
-                  "delay_s": 0.5},
+                  "delay_s": 0.5, "first_token_s": 0.2, "token_interval_s": 0.01},
      "times": 1}
 
-``times: null`` makes a rule answer forever.
+``times: null`` makes a rule answer forever. A streamed answer waits
+``first_token_s`` before its first content or tool-call piece and
+``token_interval_s`` between pieces; ``GET /_control/streams`` tells, per
+stream, when its first piece went out and whether the client closed it early.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import math
 import re
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeAlias
@@ -151,6 +154,8 @@ class ScriptedResponse(BaseModel):
     tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
     error: ScriptedError | None = None
     delay_s: float = Field(default=0.0, ge=0.0)
+    first_token_s: float = Field(default=0.0, ge=0.0)  # streams only
+    token_interval_s: float = Field(default=0.0, ge=0.0)  # streams only
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Self:
@@ -180,6 +185,18 @@ class RecordedRequest(BaseModel):
     index: int
     received_at: float  # time.monotonic() in the server's process
     body: dict[str, Any]
+
+
+class StreamRecord(BaseModel):
+    """One streamed answer: when its first piece went out (``time.time()``, comparable
+    across processes on one machine), how many pieces it sent, and how it ended."""
+
+    request_index: int
+    received_at: float  # time.time()
+    first_piece_at: float | None = None
+    pieces_sent: int = 0
+    pieces_total: int
+    outcome: str = "streaming"  # then "finished" or "closed_by_client"
 
 
 _DEFAULT_RESPONSE = ScriptedResponse(text="OK.")
@@ -281,6 +298,13 @@ class _Completion:
             "usage": self.usage,
         }
 
+    @property
+    def piece_count(self) -> int:
+        """Events after the role event that carry content or tool-call pieces."""
+        return len(re.findall(r"\s*\S+|\s+$", self.text or "")) + sum(
+            1 + len(_pieces(call.arguments, _ARGUMENT_PIECE_LEN)) for call in self.tool_calls
+        )
+
     def as_sse_events(self) -> list[str]:
         """``data:`` events as OpenAI streams them: role, pieces, finish, [usage], [DONE]."""
         deltas: list[dict[str, Any]] = [
@@ -353,6 +377,7 @@ class _Script:
         self.rules: list[_ArmedRule] = []
         self.default = _DEFAULT_RESPONSE
         self.requests: list[RecordedRequest] = []
+        self.streams: list[StreamRecord] = []
         self._tool_calls_issued = 0
 
     def add(self, rules: Iterable[Rule]) -> None:
@@ -413,9 +438,43 @@ def _bad_request(message: str) -> JSONResponse:
     return _error_response(ScriptedError(status=400, message=message))
 
 
-def _completion_response(completion: _Completion, stream: bool) -> Response:
+async def _paced_events(
+    completion: _Completion, response: ScriptedResponse, record: StreamRecord
+) -> AsyncIterator[str]:
+    """The SSE events with the scripted time to first piece and between pieces;
+    the record says how far the stream got when the client closed it."""
+    events = completion.as_sse_events()
+    try:
+        for position, event in enumerate(events):
+            is_piece = 1 <= position <= completion.piece_count
+            if is_piece:
+                pause = response.first_token_s if position == 1 else response.token_interval_s
+                if pause:
+                    await asyncio.sleep(pause)
+            yield event
+            if is_piece:
+                if record.first_piece_at is None:
+                    record.first_piece_at = time.time()
+                record.pieces_sent += 1
+        record.outcome = "finished"
+    finally:
+        if record.outcome != "finished":
+            record.outcome = "closed_by_client"
+
+
+def _completion_response(
+    completion: _Completion, stream: bool, response: ScriptedResponse, script: _Script
+) -> Response:
     if stream:
-        return StreamingResponse(iter(completion.as_sse_events()), media_type="text/event-stream")
+        record = StreamRecord(
+            request_index=len(script.requests) - 1,
+            received_at=time.time(),
+            pieces_total=completion.piece_count,
+        )
+        script.streams.append(record)
+        return StreamingResponse(
+            _paced_events(completion, response, record), media_type="text/event-stream"
+        )
     # ASCII with \u escapes: text holding a lone surrogate (a model can emit half
     # an emoji) travels as JSON's `\ud800` escape instead of failing to encode.
     return Response(json.dumps(completion.as_json()), media_type="application/json")
@@ -458,7 +517,10 @@ def _build_app(script: _Script) -> FastAPI:
             _error_response(scripted.error)
             if scripted.error is not None
             else _completion_response(
-                script.complete(recorded, model, scripted), stream=body.get("stream") is True
+                script.complete(recorded, model, scripted),
+                stream=body.get("stream") is True,
+                response=scripted,
+                script=script,
             )
         )
         if scripted.delay_s:
@@ -476,6 +538,10 @@ def _build_app(script: _Script) -> FastAPI:
     @app.post("/_control/reset", status_code=204)
     async def reset() -> None:
         script.reset()
+
+    @app.get("/_control/streams")
+    async def stream_records() -> list[StreamRecord]:
+        return script.streams
 
     @app.get("/_control/requests")
     async def recorded_requests() -> list[RecordedRequest]:
@@ -576,6 +642,9 @@ class FakeOpenAI(EmbeddedApp):
     def requests(self) -> list[RecordedRequest]:
         return list(self._script.requests)
 
+    def streams(self) -> list[StreamRecord]:
+        return [record.model_copy() for record in self._script.streams]
+
     def reset(self) -> None:
         """Forget rules, recorded requests and id counters; the default is "OK." again."""
         self._script.reset()
@@ -609,6 +678,10 @@ def _parse_requests(response: httpx.Response) -> list[RecordedRequest]:
     return [RecordedRequest.model_validate(item) for item in _checked(response).json()]
 
 
+def _parse_streams(response: httpx.Response) -> list[StreamRecord]:
+    return [StreamRecord.model_validate(item) for item in _checked(response).json()]
+
+
 class FakeOpenAIControl:
     """Drives a fake-openai server in another process through its ``/_control`` endpoints."""
 
@@ -636,6 +709,9 @@ class FakeOpenAIControl:
 
     def requests(self) -> list[RecordedRequest]:
         return _parse_requests(self._send("GET", "/_control/requests"))
+
+    def streams(self) -> list[StreamRecord]:
+        return _parse_streams(self._send("GET", "/_control/streams"))
 
     def _send(self, method: str, path: str, payload: object = None) -> httpx.Response:
         response = httpx.request(method, self._root + path, json=payload, timeout=self._timeout_s)
@@ -669,6 +745,9 @@ class AsyncFakeOpenAIControl:
 
     async def requests(self) -> list[RecordedRequest]:
         return _parse_requests(await self._send("GET", "/_control/requests"))
+
+    async def streams(self) -> list[StreamRecord]:
+        return _parse_streams(await self._send("GET", "/_control/streams"))
 
     async def _send(self, method: str, path: str, payload: object = None) -> httpx.Response:
         async with httpx.AsyncClient(timeout=self._timeout_s) as client:

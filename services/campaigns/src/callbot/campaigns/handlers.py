@@ -66,6 +66,7 @@ class CampaignPorts:
     owner: str
     lease: timedelta = timedelta(seconds=60)
     progress_interval: timedelta = timedelta(seconds=5)
+    outcome_timeout: timedelta = timedelta(hours=1)
 
 
 def _settings_of(campaign: dict[str, Any]) -> CampaignSettings:
@@ -168,12 +169,13 @@ async def add_recipients(
     store = ports.store
     now = ports.clock()
     campaign_id = campaign["_id"]
-    hours = CallingHours(_settings_of(campaign).schedule)
+    settings = _settings_of(campaign)
+    hours = CallingHours(settings.schedule)
     checked = [check_row(row) for row in request.recipients]
     numbers = {row.to for row in checked if row.skip is None}
     known = await store.known_numbers(campaign_id, numbers)
     suppressed = await store.suppressed(numbers)
-    opted_out = await store.opted_out(numbers)
+    opted_out = await store.opted_out(settings.agent_id, numbers)
     seen: set[str] = set(known)
     documents = []
     for row in checked:
@@ -215,6 +217,7 @@ class Claimed:
     campaign: dict[str, Any]
     settings: CampaignSettings
     attempt: dict[str, Any]
+    taken_over: bool = False  # from a replica that stopped: the call may exist
 
 
 async def claim_next(campaign: dict[str, Any], ports: CampaignPorts) -> Claimed | None:
@@ -223,9 +226,11 @@ async def claim_next(campaign: dict[str, Any], ports: CampaignPorts) -> Claimed 
     store = ports.store
     settings = _settings_of(campaign)
     now = ports.clock()
-    if not may_start_call(settings.pacing, await store.count_active(campaign["_id"])):
-        return None
+    # The slot first: one update by _id, and most ticks end there. A slot
+    # taken while the concurrency limit is reached is let go (a call later).
     if not await store.take_slot(campaign["_id"], now, next_slot(settings.pacing, now)):
+        return None
+    if not may_start_call(settings.pacing, await store.count_active(campaign["_id"])):
         return None
     lease_until = now + ports.lease
     attempt = await store.claim_due(campaign["_id"], now, ports.owner, lease_until)
@@ -249,10 +254,22 @@ async def claim_stale(ports: CampaignPorts) -> Claimed | None:
         "re-placing a claimed attempt whose replica stopped",
         extra={"campaign_id": campaign["_id"], "attempt_id": attempt["_id"]},
     )
-    return Claimed(campaign, _settings_of(campaign), attempt)
+    return Claimed(campaign, _settings_of(campaign), attempt, taken_over=True)
 
 
 async def place(claimed: Claimed, ports: CampaignPorts) -> None:
+    if claimed.taken_over:
+        attempt = claimed.attempt
+        try_number = int(attempt["tries_started"])
+        call_id = await ports.store.placed_call(attempt["_id"], try_number)
+        if call_id is not None:
+            # The stopped replica's placement reached gateway: record it, dial nothing.
+            await ports.store.mark_placed(attempt, try_number, call_id, ports.clock())
+            log.info(
+                "taken-over claim was placed already; recorded",
+                extra={"call_id": call_id, "attempt_id": attempt["_id"]},
+            )
+            return
     await _place(claimed.campaign, claimed.settings, claimed.attempt, ports)
 
 
@@ -367,12 +384,55 @@ async def handle_call_completed(call: CallDocument, ports: CampaignPorts) -> Non
     applied = await store.record_outcome(attempt_key, try_number, call.call_id, fields)
     if applied is None:
         return  # already applied (a redelivery), or not the try the attempt waits for
+    if not any(entry.get("n") == try_number for entry in applied.get("tries", [])):
+        # The outcome came before the placement was recorded (a fast busy), or
+        # the placing replica stopped: the try is recorded from the call.
+        await store.add_try(
+            attempt_key,
+            {"n": try_number, "call_id": call.call_id, "placed_at": call.created_at or now},
+        )
     await store.set_try_outcome(
         attempt_key, try_number, {"outcome": outcome, "ended_by": call.ended_by}
     )
     with log_context(call_id=call.call_id, campaign_id=campaign["_id"]):
         log.info("call outcome applied", extra={"outcome": outcome, "state": fields["state"]})
     await maybe_finish(campaign["_id"], ports)
+
+
+async def settle_overdue_call(ports: CampaignPorts) -> bool:
+    """An attempt whose call's outcome never arrived (Twilio's last status
+    callback lost while gateway was away): the stored call decides if it is
+    final; otherwise the attempt ends `failed` without a retry, since the
+    callee may have been reached. True when one was settled."""
+    store = ports.store
+    now = ports.clock()
+    attempt = await store.overdue_call(now - ports.outcome_timeout)
+    if attempt is None:
+        return False
+    document = await store.call_document(attempt["call_id"])
+    if document is not None:
+        call = CallDocument.model_validate(document)
+        if call.is_final:
+            await handle_call_completed(call, ports)
+            return True
+    try_number = int(attempt["tries_started"])
+    problem = (
+        f"no outcome for call {attempt['call_id']} within "
+        f"{ports.outcome_timeout.total_seconds():.0f}s of placing it; not retried"
+    )
+    applied = await store.record_outcome(
+        attempt["_id"],
+        try_number,
+        attempt["call_id"],
+        {"state": "failed", "outcome": "failed", "problem": problem, "updated_at": now},
+    )
+    if applied is not None:
+        log.warning(
+            "call outcome never arrived; attempt failed",
+            extra={"call_id": attempt["call_id"], "attempt_id": attempt["_id"]},
+        )
+        await maybe_finish(attempt["campaign_id"], ports)
+    return True
 
 
 # --- progress and completion ------------------------------------------------

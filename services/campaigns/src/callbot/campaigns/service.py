@@ -31,6 +31,7 @@ from callbot.campaigns.handlers import (
     maybe_finish,
     maybe_publish_progress,
     place,
+    settle_overdue_call,
 )
 from callbot.campaigns.placement import CallPlacer, GatewayCallPlacer
 from callbot.campaigns.store import CampaignStore
@@ -111,6 +112,7 @@ class CampaignsService:
             owner=f"campaigns-{self._instance}",
             lease=timedelta(seconds=settings.campaigns_lease_s),
             progress_interval=timedelta(seconds=settings.campaigns_progress_interval_s),
+            outcome_timeout=timedelta(seconds=settings.campaigns_outcome_timeout_s),
         )
 
         async def on_event(event: AnyEvent) -> None:
@@ -164,6 +166,7 @@ class CampaignsService:
         for campaign in campaigns:
             await maybe_publish_progress(campaign, ports)
             await maybe_finish(campaign["_id"], ports)
+        await settle_overdue_call(ports)
         stale = await claim_stale(ports)
         if stale is not None:
             self._start_placement(stale, ports)

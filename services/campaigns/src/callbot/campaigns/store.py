@@ -41,6 +41,7 @@ CAMPAIGNS = "campaigns"
 ATTEMPTS = "attempts"
 SUPPRESSIONS = "suppressions"
 RECIPIENTS = "recipients"  # persistence's; read for opt-outs
+CALLS = "calls"  # persistence's; read when a claim is taken over
 _DUPLICATE_KEY = 11000
 
 
@@ -60,6 +61,7 @@ class CampaignStore:
         self.attempts: AsyncCollection[Document] = database[ATTEMPTS]
         self.suppressions: AsyncCollection[Document] = database[SUPPRESSIONS]
         self._recipients: AsyncCollection[Document] = database[RECIPIENTS]
+        self._calls: AsyncCollection[Document] = database[CALLS]
 
     async def ensure_indexes(self) -> None:
         await self.attempts.create_index(
@@ -69,6 +71,7 @@ class CampaignStore:
         await self.attempts.create_index("dedupe", unique=True, sparse=True)
         await self.attempts.create_index("line", unique=True, sparse=True)
         await self.attempts.create_index([("state", ASCENDING), ("lease_until", ASCENDING)])
+        await self.attempts.create_index([("state", ASCENDING), ("placed_at", ASCENDING)])
         await self.campaigns.create_index("state")
 
     # --- campaigns -------------------------------------------------------
@@ -211,6 +214,29 @@ class CampaignStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def overdue_call(self, placed_before: datetime) -> Document | None:
+        """An attempt still waiting for the outcome of a call placed before
+        `placed_before` (its `call.completed` never came)."""
+        return await self.attempts.find_one(
+            {"state": "in_call", "placed_at": {"$lt": placed_before}}
+        )
+
+    async def call_document(self, call_id: str) -> Document | None:
+        return await self._calls.find_one({"_id": call_id})
+
+    async def placed_call(self, attempt_id_: str, try_number: int) -> str | None:
+        """The call a try placed, when persistence has stored it (the call's
+        variables name the attempt and the try). Read before a taken-over
+        claim is placed again; rare, so no index on `calls` for it."""
+        found = await self._calls.find_one(
+            {
+                "variables.campaign_attempt_id": attempt_id_,
+                "variables.campaign_try": try_number,
+            },
+            projection={"_id": 1},
+        )
+        return None if found is None else str(found["_id"])
+
     async def hold_line(self, attempt: Document) -> bool:
         """Take the attempt's number for the length of the call; False when a
         call to that number (any campaign) is already in progress."""
@@ -272,6 +298,11 @@ class CampaignStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def add_try(self, attempt_id_: str, entry: Document) -> None:
+        await self.attempts.update_one(
+            {"_id": attempt_id_, "tries.n": {"$ne": entry["n"]}}, {"$push": {"tries": entry}}
+        )
+
     async def set_try_outcome(self, attempt_id_: str, try_number: int, fields: Document) -> None:
         await self.attempts.update_one(
             {"_id": attempt_id_, "tries.n": try_number},
@@ -295,13 +326,15 @@ class CampaignStore:
         found = self.suppressions.find({"_id": {"$in": list(numbers)}}, projection={"_id": 1})
         return {document["_id"] async for document in found}
 
-    async def opted_out(self, numbers: Iterable[str]) -> set[str]:
-        """Numbers whose recipient asked not to be called (persistence's
-        `recipients` collection: `to`, `opted_out`)."""
+    async def opted_out(self, agent_id: str, numbers: Iterable[str]) -> set[str]:
+        """Numbers whose recipient asked this agent's calls to stop
+        (persistence's `recipients`: `_id` "{agent_id}:{to}", `opted_out`)."""
+        keys = [f"{agent_id}:{number}" for number in numbers]
         found = self._recipients.find(
-            {"to": {"$in": list(numbers)}, "opted_out": True}, projection={"to": 1}
+            {"_id": {"$in": keys}, "opted_out": {"$ne": None}}, projection={"_id": 1}
         )
-        return {document["to"] async for document in found}
+        prefix = len(agent_id) + 1
+        return {str(document["_id"])[prefix:] async for document in found}
 
     async def add_suppressions(self, numbers: Iterable[str], reason: str, now: datetime) -> None:
         for number in numbers:

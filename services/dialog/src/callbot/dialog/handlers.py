@@ -203,6 +203,7 @@ async def _record(
                 call_id=session.call_id,
                 ended_by=exchange.ending.ended_by,
                 reason=exchange.ending.reason,
+                callback_request=exchange.ending.callback_request,
             )
         )
     await _publish_all(ports.events, events, max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S))

@@ -265,7 +265,9 @@ def _turn(event: CallTurnRecorded) -> list[ConditionalUpdate]:
 def _ending(event: CallEnding) -> list[ConditionalUpdate]:
     # ending_applies: nothing stored yet, or the unclaimed callee_hangup guess.
     condition = {"$or": [{"ended_by": None}, {"ended_by": INFERRED_HANGUP, **_UNCLAIMED}]}
-    update = {"$set": {"ended_by": event.ended_by, "ending_reason": event.reason}}
+    update: dict[str, Any] = {"$set": {"ended_by": event.ended_by, "ending_reason": event.reason}}
+    if event.callback_request is not None:
+        update["$set"]["callback_request"] = event.callback_request.model_dump(mode="json")
     return [ConditionalUpdate(condition, update, upsert=True)]
 
 

@@ -12,6 +12,13 @@ from callbot.common.messaging.rpc import (
     RpcTimeout,
     RpcUnavailable,
 )
+from callbot.common.messaging.rpc_stream import (
+    RpcStream,
+    StreamEmit,
+    StreamingRpcClient,
+    StreamingRpcServer,
+    stream_cancel_exchange,
+)
 from callbot.common.messaging.topology import (
     DeclaredTopology,
     QueueSpec,
@@ -32,11 +39,16 @@ __all__ = [
     "RpcClient",
     "RpcError",
     "RpcServer",
+    "RpcStream",
     "RpcTimeout",
     "RpcUnavailable",
+    "StreamEmit",
+    "StreamingRpcClient",
+    "StreamingRpcServer",
     "Topology",
     "connect",
     "declare_topology",
     "delete_topology",
     "is_connected",
+    "stream_cancel_exchange",
 ]

@@ -17,12 +17,6 @@ from datetime import datetime, timedelta
 from callbot.common.calls import CallDocument, is_machine
 from callbot.common.campaigns import Outcome, RetryPolicy
 
-# Twilio error codes that say "too many requests": the call was never placed.
-RATE_LIMIT_ERROR_CODES = frozenset({"20429"})
-# How a call ended when the callee asked not to be called again (the recipients
-# issue's opt-out): recorded as a final skip, never retried.
-OPT_OUT_ENDINGS = frozenset({"opted_out"})
-
 
 def outcome_of(call: CallDocument) -> Outcome:
     """The outcome the retry policy sees for a finished call."""
@@ -40,8 +34,9 @@ def outcome_of(call: CallDocument) -> Outcome:
 
 
 def opted_out_during(call: CallDocument) -> bool:
-    """The callee asked, during the call, not to be called again."""
-    return call.ending_reason in OPT_OUT_ENDINGS or bool(call.data_collected.get("opted_out"))
+    """The callee asked, during the call, not to be called again (dialog ends
+    such a call with `ended_by: opt_out`; persistence marks the recipient)."""
+    return call.ended_by == "opt_out"
 
 
 @dataclass(frozen=True)

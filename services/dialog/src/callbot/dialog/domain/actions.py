@@ -36,13 +36,22 @@ class OptOut:
 
 
 @dataclass(frozen=True)
+class RequestCallback:
+    """The callee refused or asked to be called later: end politely, record the request."""
+
+    reason: str
+    when: str | None
+    said: str
+
+
+@dataclass(frozen=True)
 class UnusableToolCall:
     """A tool call we could not act on; the model is told why on its next request."""
 
     problem: str
 
 
-Action = RecordData | EndCall | OptOut | UnusableToolCall
+Action = RecordData | EndCall | OptOut | RequestCallback | UnusableToolCall
 
 
 class ModelUnavailable(Exception):

@@ -17,12 +17,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from callbot.common.calls import Turn
+from callbot.common.calls import CallbackRequest, Turn
 from callbot.dialog.domain.actions import (
     EndCall,
     ModelAnswer,
     OptOut,
     RecordData,
+    RequestCallback,
     UnusableToolCall,
 )
 from callbot.dialog.domain.closing import is_closing_utterance
@@ -80,6 +81,7 @@ def apply_model_answer(
     data = dict(session.data_collected)
     rejections: list[Rejection] = []
     goodbye: EndCall | None = None
+    callback: RequestCallback | None = None
     opt_out: OptOut | None = None
     region = region_of(agent.language)
     for action in answer.actions:
@@ -97,6 +99,8 @@ def apply_model_answer(
                     data[name] = verdict.value
             case EndCall(reason=reason):
                 goodbye = EndCall(reason or "the callee wanted to end the call")
+            case RequestCallback():
+                callback = action
             case OptOut():
                 opt_out = action
             case UnusableToolCall(problem=problem):
@@ -107,6 +111,10 @@ def apply_model_answer(
     if agent.data_to_fill and session.is_complete(data):
         ending = Ending("system_complete", "all required data collected")
         return _reply(session, heard, session.render(agent.completion_message), data, ending, now)
+    if callback is not None:
+        request = CallbackRequest(when=callback.when, said=callback.said)
+        ending = Ending("user_goodbye", callback.reason, request)
+        return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
     if goodbye is not None:
         ending = Ending("user_goodbye", goodbye.reason)
         return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from callbot.common.agents import Agent, DataField, render_template
-from callbot.common.calls import CallDocument, EndedBy, Turn
+from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Turn
 from callbot.dialog.domain.past_calls import PastConversation
 
 
@@ -23,6 +23,7 @@ from callbot.dialog.domain.past_calls import PastConversation
 class Ending:
     ended_by: EndedBy
     reason: str
+    callback_request: CallbackRequest | None = None
 
 
 @dataclass(frozen=True)

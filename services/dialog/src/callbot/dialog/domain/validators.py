@@ -10,44 +10,31 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 
 from callbot.common.agents import DataField
 from callbot.common.storable import storable_problem
+from callbot.dialog.domain.extractors import (
+    extract_boolean,
+    extract_choice,
+    extract_date,
+    extract_email,
+    extract_number,
+    extract_phone,
+    extract_string,
+    is_email_shaped,
+)
+from callbot.dialog.domain.utterance import clip
 
 MAX_STRING_LENGTH = 500
 
-_EMAIL = re.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
-_SPOKEN_AT = re.compile(r"\s+at\s+")
-_SPOKEN_DOT = re.compile(r"\s+dot\s+")
-_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
-_WORD = re.compile(r"[a-z']+")
-_YES = frozenset({"yes", "yeah", "yep", "yup", "true", "correct", "right", "sure", "affirmative"})
-_NO = frozenset({"no", "nope", "nah", "false", "incorrect", "negative"})
-_SPOKEN_DATE_FORMATS = ("%B %d %Y", "%d %B %Y", "%b %d %Y", "%d %b %Y", "%m/%d/%Y", "%Y/%m/%d")
-_ORDINAL_SUFFIX = re.compile(r"(\d+)(st|nd|rd|th)\b")
-# What people say before the answer itself ("sure, it's Grace Hopper").
-_LEAD_IN = re.compile(
-    r"^(?:(?:sure|yes|yeah|ok|okay|well|um|uh|so)[,.!]?\s+)*"
-    r"(?:(?:it's|it is|that's|that is|this is|i'm|i am|call me|my [a-z ]{1,40} is)\s+)?",
-    re.IGNORECASE,
+_NUMBER = re.compile(
+    r"[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,30})(?:\.[0-9]{1,15})?|[-+]?\.[0-9]{1,15}"
 )
-_DIGIT_WORDS = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
 
 
 @dataclass(frozen=True)
@@ -86,7 +73,7 @@ def _validate(field: DataField, value: object, region: str | None) -> Validation
         return _boolean(value)
     if field.type == "number":
         return _number(value)
-    text = str(value).strip()
+    text = clip(str(value))
     match field.type:
         case "email":
             return _email(text)
@@ -105,61 +92,56 @@ def _validate(field: DataField, value: object, region: str | None) -> Validation
 def extract_value(field: DataField, utterance: str, region: str | None) -> object:
     """The part of `utterance` that answers `field`, for `validate_value` to judge.
 
-    Returns the utterance itself when nothing better is found, so the
+    Returns the (clipped) utterance itself when nothing better is found, so the
     rejection reason still describes what was heard.
     """
-    text = utterance.strip()
+    text = clip(utterance)
+    found: object
     match field.type:
         case "email":
-            found = _EMAIL.search(_spoken_email(text))
-            return found.group(0) if found else text
+            found = extract_email(text)
         case "phone":
-            digits_spoken = _digit_words_to_digits(text)
-            for candidate in phonenumbers.PhoneNumberMatcher(digits_spoken, region or "ZZ"):
-                return candidate.raw_string
-            # Spoken digit groups come back as "415, 555, 2671": keep only the number.
-            digits = "".join(char for char in digits_spoken if char.isdigit() or char == "+")
-            return digits or text
+            found = extract_phone(text, region)
         case "number":
-            found_number = _NUMBER.search(text)
-            return found_number.group(0) if found_number else text
-        case "string":
-            return _LEAD_IN.sub("", text).strip(" .,!?") or text
+            found = extract_number(text)
+        case "date":
+            found = extract_date(text)
+        case "boolean":
+            found = extract_boolean(text)
+        case "choice":
+            found = extract_choice(text, field.choices or ())
         case _:
-            return text
+            found = extract_string(text, is_name=_is_name(field))
+    return text if found is None else found
 
 
-def _spoken_email(text: str) -> str:
-    lowered = text.lower()
-    lowered = _SPOKEN_AT.sub("@", lowered)
-    lowered = _SPOKEN_DOT.sub(".", lowered)
-    # "ada @ example.com" or "ada.lovelace @example .com" after speech recognition.
-    return re.sub(r"\s*([@.])\s*", r"\1", lowered)
+def _is_name(field: DataField) -> bool:
+    return "name" in field.name.lower() or "name" in field.description.lower()
 
 
 def _email(text: str) -> Validation:
-    candidate = _spoken_email(text).strip(" .,!?")
-    if _EMAIL.fullmatch(candidate):
-        return Accepted(candidate)
-    return Rejected(f"{text!r} is not a valid email address")
+    candidate = text if is_email_shaped(text.lower()) else extract_email(text)
+    if candidate is None or not is_email_shaped(candidate.lower()):
+        return Rejected(f"{_quoted(text)} is not a valid email address")
+    try:
+        checked = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return Rejected(f"{_quoted(text)} is not a valid email address ({exc})")
+    return Accepted(checked.normalized.lower())
 
 
-def _digit_words_to_digits(text: str) -> str:
-    return re.sub(
-        r"\b(" + "|".join(_DIGIT_WORDS) + r")\b",
-        lambda match: _DIGIT_WORDS[match.group(1).lower()],
-        text,
-        flags=re.IGNORECASE,
-    )
+def _quoted(text: str) -> str:
+    """The value as quoted in a rejection: a long one cut (the model reads it)."""
+    return repr(text if len(text) <= 80 else text[:80] + "...")
 
 
 def _phone(text: str, region: str | None) -> Validation:
     try:
-        number = phonenumbers.parse(_digit_words_to_digits(text), region)
+        number = phonenumbers.parse(extract_phone(text, region) or text, region)
     except phonenumbers.NumberParseException:
-        return Rejected(f"{text!r} is not a phone number")
+        return Rejected(f"{_quoted(text)} is not a phone number")
     if not phonenumbers.is_valid_number(number):
-        return Rejected(f"{text!r} is not a valid phone number")
+        return Rejected(f"{_quoted(text)} is not a valid phone number")
     return Accepted(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
@@ -169,43 +151,40 @@ def _number(value: object) -> Validation:
     if isinstance(value, int | float):
         return Accepted(value)
     text = str(value).strip()
-    if not _NUMBER.fullmatch(text):
-        return Rejected(f"{text!r} is not a number")
-    parsed = float(text.replace(",", ""))
-    return Accepted(int(parsed) if parsed.is_integer() and "." not in text else parsed)
+    found = text if len(text) <= 50 and _NUMBER.fullmatch(text) else extract_number(text)
+    if found is None or not _NUMBER.fullmatch(found):
+        return Rejected(f"{_quoted(text)} is not a number")
+    parsed = float(found.replace(",", ""))
+    return Accepted(int(parsed) if parsed.is_integer() and "." not in found else parsed)
 
 
 def _date(text: str) -> Validation:
-    try:
-        return Accepted(date.fromisoformat(text).isoformat())
-    except ValueError:
-        pass
-    spoken = _ORDINAL_SUFFIX.sub(r"\1", text.replace(",", " "))
-    spoken = " ".join(spoken.split())
-    for layout in _SPOKEN_DATE_FORMATS:
+    if len(text) <= 10:
         try:
-            return Accepted(datetime.strptime(spoken, layout).date().isoformat())
+            return Accepted(date.fromisoformat(text).isoformat())
         except ValueError:
-            continue
-    return Rejected(f"{text!r} is not a date (expected YYYY-MM-DD)")
+            pass
+    found = extract_date(text)
+    if found is not None:
+        try:
+            return Accepted(date.fromisoformat(found).isoformat())
+        except ValueError:
+            return Rejected(f"{_quoted(text)} is not a date on the calendar")
+    return Rejected(f"{_quoted(text)} is not a date (expected YYYY-MM-DD)")
 
 
 def _boolean(value: object) -> Validation:
     if isinstance(value, bool):
         return Accepted(value)
-    words = set(_WORD.findall(str(value).lower()))
-    said_yes, said_no = bool(words & _YES), bool(words & _NO)
-    if said_yes != said_no:
-        return Accepted(said_yes)
-    return Rejected(f"{value!r} is neither yes nor no")
+    found = extract_boolean(str(value))
+    if found is not None:
+        return Accepted(found)
+    return Rejected(f"{_quoted(str(value))} is neither yes nor no")
 
 
 def _choice(text: str, choices: tuple[str, ...]) -> Validation:
-    lowered = text.lower()
-    exact = [choice for choice in choices if choice.lower() == lowered]
-    mentioned = exact or [
-        choice for choice in choices if re.search(rf"\b{re.escape(choice.lower())}\b", lowered)
-    ]
-    if len(mentioned) == 1:
-        return Accepted(mentioned[0])
-    return Rejected(f"{text!r} is not one of {', '.join(choices)}")
+    exact = [choice for choice in choices if choice.lower() == text.lower()]
+    found = exact[0] if exact else extract_choice(text, choices)
+    if found is not None:
+        return Accepted(found)
+    return Rejected(f"{_quoted(text)} is not one of {', '.join(choices)}")

@@ -140,6 +140,8 @@ def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
 def _ending(event: CallEnding, call: CallDocument) -> CallDocument:
     if ending_applies(call.ended_by, call.completed_claimed_at is not None):
         call = _changed(call, ended_by=event.ended_by, ending_reason=event.reason)
+        if event.callback_request is not None:
+            call = _changed(call, callback_request=event.callback_request)
     return call
 
 
