@@ -331,7 +331,11 @@ class E2EStack:
 
 @contextmanager
 def running_e2e_stack(
-    log_dir: Path, rabbitmq_url: str, mongodb_url: str, fake_llm: FakeOpenAIProcess
+    log_dir: Path,
+    rabbitmq_url: str,
+    mongodb_url: str,
+    fake_llm: FakeOpenAIProcess,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[E2EStack]:
     """The whole of callbot as processes, in a namespace and database of its own,
     with `examples/calls/*.yaml` loaded into the emulator; removed afterwards."""
@@ -344,6 +348,7 @@ def running_e2e_stack(
             log_dir=log_dir,
             openai_base_url=fake_llm.base_url,
             scenarios_dir=EXAMPLE_SCENARIOS,
+            extra_env=dict(extra_env or {}),
         )
     )
     subscriber = EventSubscriber(

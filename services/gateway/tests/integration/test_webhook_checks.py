@@ -3,6 +3,7 @@ published, dialog not asked), oversized (413) and malformed (400) bodies."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
@@ -82,6 +83,34 @@ async def test_bad_signature_is_403_and_nothing_happens(
     assert response.status_code == 403, response.text
     await tap.assert_quiet()
     assert dialog_requests == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "signature", "status_code", "reason"),
+    [
+        (FIELDS, None, 403, "missing X-Twilio-Signature header"),
+        (FIELDS, "bm90IGEgc2lnbmF0dXJl", 403, "X-Twilio-Signature does not match"),
+        ({"CallSid": "CA1", "Junk": "x" * 4000}, "sign", 413, "larger than 2048 bytes"),
+    ],
+    ids=["unsigned", "bad-signature", "too-large"],
+)
+async def test_a_rejected_webhook_is_a_warning_with_path_reason_and_call_id(
+    client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, str],
+    signature: str | None,
+    status_code: int,
+    reason: str,
+) -> None:
+    path = "/call-status?call_id=c1"
+    with caplog.at_level(logging.WARNING, logger="callbot.gateway.webhook_request"):
+        response = await post_webhook(client, path, fields, signature=signature)
+    assert response.status_code == status_code
+    [record] = [r for r in caplog.records if r.getMessage() == "webhook rejected; nothing acted on"]
+    assert record.levelno == logging.WARNING
+    logged = (record.path, record.status_code, record.call_id)  # type: ignore[attr-defined]
+    assert logged == ("/call-status", status_code, "c1")
+    assert reason in record.reason  # type: ignore[attr-defined]
 
 
 async def test_signature_over_a_tampered_body_is_403(

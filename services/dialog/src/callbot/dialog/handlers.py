@@ -49,6 +49,7 @@ from callbot.dialog.domain.policy import (
     user_turn,
 )
 from callbot.dialog.domain.session import Exchange, Session
+from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
 from callbot.dialog.metrics import FALLBACKS
 from callbot.dialog.sessions import SessionRegistry
 from callbot.dialog.summaries import CallSummarizer
@@ -171,7 +172,7 @@ def _seq_for(session: Session, request: DialogTurn) -> int:
 async def _ask_model(
     session: Session, heard: Turn, deadline: Deadline, ports: DialogPorts
 ) -> Exchange:
-    budget_s = min(session.agent.llm.timeout_s, deadline.remaining() - SAFETY_MARGIN_S)
+    budget_s = min(model_time_limit(session.agent), deadline.remaining() - SAFETY_MARGIN_S)
     try:
         answer = await ports.model.answer(session, heard, budget_s)
     except ModelUnavailable as exc:
@@ -181,7 +182,8 @@ async def _ask_model(
             extra={"seq": heard.seq, "budget_s": round(budget_s, 3), "error": str(exc)},
         )
         return fallback(session, heard, ports.clock())
-    return apply_model_answer(session, heard, answer, ports.clock())
+    exchange = apply_model_answer(session, heard, answer, ports.clock())
+    return with_tool_calls(exchange, answer.tool_calls)
 
 
 async def _record(

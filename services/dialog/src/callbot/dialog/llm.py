@@ -60,7 +60,11 @@ class OpenAIConversation:
         await self._client.close()
 
     async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
-        request = build_llm_request(session, heard)
+        return to_answer(await self.complete(build_llm_request(session, heard), budget_s))
+
+    async def complete(self, request: LlmRequest, budget_s: float) -> ChatCompletion:
+        """One completion within `budget_s`, retried while time allows (the tool loop
+        sends several per turn); raises ModelUnavailable."""
         give_up_at = time.monotonic() + budget_s
 
         def out_of_time(state: RetryCallState) -> bool:
@@ -77,8 +81,7 @@ class OpenAIConversation:
                 reraise=True,
             ):
                 with attempt:
-                    completion = await self._complete(request, give_up_at - time.monotonic())
-                    return _to_answer(completion)
+                    return await self._complete(request, give_up_at - time.monotonic())
         except Exception as exc:
             raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
@@ -117,7 +120,7 @@ class OpenAIConversation:
         return completion
 
 
-def _to_answer(completion: ChatCompletion) -> ModelAnswer:
+def to_answer(completion: ChatCompletion) -> ModelAnswer:
     if not completion.choices:
         raise ModelUnavailable("the model answered with no choices")
     message = completion.choices[0].message

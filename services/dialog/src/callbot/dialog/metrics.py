@@ -23,3 +23,20 @@ CACHE_LOOKUPS = Counter(
     "Agent and session cache lookups, by cache and outcome (hit, miss).",
     ["cache", "outcome"],
 )
+MCP_TOOL_CALLS = Counter(
+    "callbot_dialog_mcp_tool_calls_total",
+    "MCP tool calls the model asked for, by server, tool and outcome "
+    "(ok, tool_error, timeout, refused, unavailable).",
+    ["server", "tool", "outcome"],
+)
+MCP_TOOL_SECONDS = Histogram(
+    "callbot_dialog_mcp_tool_seconds",
+    "MCP tool call time (connection included), by server and outcome.",
+    ["server", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+)
+MCP_TOOL_LISTINGS = Counter(
+    "callbot_dialog_mcp_tool_listings_total",
+    "tools/list requests to MCP servers (once per agent version and TTL), by outcome.",
+    ["outcome"],
+)

@@ -17,12 +17,14 @@ from pymongo import AsyncMongoClient
 
 from callbot.common.contracts import (
     DIALOG_REQUEST_ADAPTER,
+    AgentUpdated,
     AnyEvent,
     DialogReply,
     DialogStart,
     DialogTurn,
     RpcFailure,
 )
+from callbot.common.mcp_client import McpClient
 from callbot.common.messaging import (
     Deadline,
     DeclaredTopology,
@@ -45,9 +47,11 @@ from callbot.dialog.handlers import (
     handle_request,
 )
 from callbot.dialog.llm import OpenAIConversation, OpenAISummaries
+from callbot.dialog.mcp_tools import AgentToolbox
 from callbot.dialog.sessions import CallNotFound, SessionRegistry
 from callbot.dialog.store import DialogStore, MongoDialogStore
 from callbot.dialog.summaries import CallSummarizer
+from callbot.dialog.tool_conversation import ToolUsingConversation
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,7 @@ class DialogService:
         self._llm: OpenAIConversation | None = None
         self._summary_model: OpenAISummaries | None = None
         self._summarizer: CallSummarizer | None = None
+        self._toolbox: AgentToolbox | None = None
         self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
         self._consumer: EventConsumer | None = None
         # Strong references: a robust channel restores only what is still referenced.
@@ -114,6 +119,8 @@ class DialogService:
 
         async def on_event(event: AnyEvent) -> None:
             await handle_event(event, ports)
+            if isinstance(event, AgentUpdated) and self._toolbox is not None:
+                self._toolbox.drop(event.agent_id)
 
         async def on_request(
             request: DialogStart | DialogTurn, deadline: Deadline
@@ -158,10 +165,14 @@ class DialogService:
         return MongoDialogStore(callbot_database(self._mongo, self._settings))
 
     def _conversation_model(self) -> ConversationModel:
-        if not self._settings.llm_configured:
-            return DeterministicConversation()
-        self._llm = OpenAIConversation(self._settings)
-        return self._llm
+        settings = self._settings
+        if not settings.llm_configured:
+            return DeterministicConversation()  # no tools: see README
+        self._llm = OpenAIConversation(settings)
+        self._toolbox = AgentToolbox(
+            McpClient(settings.mcp_allowed_host_set), ttl_s=settings.mcp_tools_ttl_s
+        )
+        return ToolUsingConversation(self._llm, self._toolbox, settings.mcp_max_tool_steps)
 
     async def stop(self) -> None:
         if self._rpc is not None:
@@ -176,5 +187,7 @@ class DialogService:
             await self._llm.close()
         if self._summary_model is not None:
             await self._summary_model.close()
+        if self._toolbox is not None:
+            await self._toolbox.client.close()
         if self._mongo is not None:
             await self._mongo.close()

@@ -45,5 +45,9 @@ class TtlLruCache(Generic[K, V]):
         entry = self._entries.pop(key, None)
         return None if entry is None else entry[1]
 
+    def keys_held(self) -> list[K]:
+        """The keys held now (expired ones included until they are read)."""
+        return list(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -8,6 +8,7 @@ its signature checked against the PUBLIC URL Twilio called plus the form
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.domain.webhook_form import MalformedWebhook, parse_webhook_form
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,26 @@ class TwilioWebhook:
 
 
 async def read_twilio_webhook(
+    request: Request, validator: RequestValidator, urls: CallbackUrls, max_body_bytes: int
+) -> TwilioWebhook:
+    """The checked webhook; a refusal (403, 413, 400) is logged at WARNING with
+    the path, the reason and the call id from the callback URL (gateway put it there)."""
+    try:
+        return await _read_checked(request, validator, urls, max_body_bytes)
+    except HTTPException as exc:
+        log.warning(
+            "webhook rejected; nothing acted on",
+            extra={
+                "path": request.url.path,
+                "status_code": exc.status_code,
+                "reason": exc.detail,
+                "call_id": request.query_params.get("call_id"),
+            },
+        )
+        raise
+
+
+async def _read_checked(
     request: Request, validator: RequestValidator, urls: CallbackUrls, max_body_bytes: int
 ) -> TwilioWebhook:
     signature = request.headers.get(SIGNATURE_HEADER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from callbot.common.mcp_servers import ToolCallRecord
 from callbot.common.storable import well_formed_text
 from callbot.dialog.domain.opt_out import OPT_OUT_TOOL
 
@@ -62,6 +63,7 @@ class ModelUnavailable(Exception):
 class ModelAnswer:
     text: str
     actions: tuple[Action, ...] = ()
+    tool_calls: tuple[ToolCallRecord, ...] = ()  # MCP tools called on the way (tool_loop)
 
 
 def parse_tool_call(name: str, arguments: str) -> Action:

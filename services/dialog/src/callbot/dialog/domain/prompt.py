@@ -21,7 +21,7 @@ from callbot.dialog.domain.session import Session
 
 NO_INPUT_PLACEHOLDER = "(the callee said nothing)"
 
-ChatMessage = dict[str, str]
+ChatMessage = dict[str, Any]  # tool calls and tool results carry more than text
 
 
 @dataclass(frozen=True)
