@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PACKAGES := -e libs/common -e libs/testkit -e services/gateway -e services/dialog \
-            -e services/persistence -e services/emulator -e services/campaigns
+            -e services/persistence -e services/emulator -e services/campaigns \
+            -e services/media
 PYTEST_ARGS ?=
 
 .PHONY: install test lint typecheck pytest broker demo demo-campaign lock clean
@@ -29,7 +30,8 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy libs/common/src libs/testkit/src services/gateway/src services/dialog/src \
-	    services/persistence/src services/emulator/src services/campaigns/src
+	    services/persistence/src services/emulator/src services/campaigns/src \
+	    services/media/src
 
 pytest: install broker
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -318,7 +318,8 @@ class E2EStack:
     def explain(self) -> str:
         """Where to look when a wait times out: the tail of every service log."""
         parts = [f"\nlogs in {self.stack.config.log_dir}"]
-        for service in (self.stack.gateway, self.stack.dialog, self.stack.persistence):
+        stack = self.stack
+        for service in (stack.gateway, stack.dialog, stack.persistence, stack.media):
             if service is not None:
                 parts.append(f"--- {service.name} ---\n{service.tail(15)}")
         return "\n".join(parts)
@@ -336,10 +337,14 @@ def running_e2e_stack(
     mongodb_url: str,
     fake_llm: FakeOpenAIProcess,
     extra_env: Mapping[str, str] | None = None,
+    *,
+    namespace: str | None = None,
+    media: bool = False,
 ) -> Iterator[E2EStack]:
     """The whole of callbot as processes, in a namespace and database of its own,
-    with `examples/calls/*.yaml` loaded into the emulator; removed afterwards."""
-    namespace = f"e{uuid.uuid4().hex[:10]}"
+    with `examples/calls/*.yaml` loaded into the emulator; removed afterwards.
+    `media` adds the media worker (object storage settings in `extra_env`)."""
+    namespace = namespace or f"e{uuid.uuid4().hex[:10]}"
     stack = CallbotStack(
         StackConfig(
             rabbitmq_url=rabbitmq_url,
@@ -349,6 +354,7 @@ def running_e2e_stack(
             openai_base_url=fake_llm.base_url,
             scenarios_dir=EXAMPLE_SCENARIOS,
             extra_env=dict(extra_env or {}),
+            media=media,
         )
     )
     subscriber = EventSubscriber(

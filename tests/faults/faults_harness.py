@@ -700,6 +700,7 @@ class StackOptions:
     openai_base_url: str | None = None  # None: dialog runs without an LLM
     dialog_deadline_ms: int = 4000
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    media: bool = False  # the media worker (object storage settings in `extra_env`)
 
 
 @contextmanager
@@ -719,6 +720,7 @@ def running_stack(
             openai_base_url=options.openai_base_url,
             dialog_deadline_ms=options.dialog_deadline_ms,
             extra_env=dict(options.extra_env),
+            media=options.media,
         )
     )
     running: RunningStack | None = None

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from callbot.common.calls import EndedBy, Recording, Role, Turn
+from callbot.common.calls import EndedBy, Recording, RecordingArchive, Role, Turn
 from callbot.common.contracts import (
     CallAnswered,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
     CallTurnRecorded,
@@ -142,6 +143,20 @@ class CallScript:
             ),
         )
 
+    def archived(self, at: float = 40, recording_sid: str = "RE1") -> CallRecordingArchived:
+        return CallRecordingArchived(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            recording_sid=recording_sid,
+            archive=RecordingArchive(
+                bucket="callbot-recordings",
+                key=f"calls/{self.call_id}/{recording_sid}.wav",
+                size_bytes=16044,
+                sha256="ab" * 32,
+                archived_at=self.at(at),
+            ),
+        )
+
     def whole_call(self) -> list[CallEvent]:
         """A conversation that dialog ends once it has the data, in natural order."""
         return [
@@ -155,6 +170,7 @@ class CallScript:
             self.status("completed", 3, 31, duration=CALL_DURATION_S),
             self.recording("in-progress", at=31),
             self.recording("completed", at=32),
+            self.archived(at=40),
         ]
 
     @staticmethod

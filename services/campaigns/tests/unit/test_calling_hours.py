@@ -189,3 +189,9 @@ def test_the_legal_bound_holds_even_for_a_window_that_skipped_validation() -> No
     assert calling.allowed(ny, utc(2026, 1, 14, 13, 0))  # 08:00 local
     assert not calling.allowed(ny, utc(2026, 1, 15, 2, 0))  # 21:00 local
     assert calling.next_allowed(ny, utc(2026, 1, 14, 5)) == utc(2026, 1, 14, 13)
+
+
+def test_a_campaign_starting_months_ahead_gets_its_first_day() -> None:
+    calling = CallingHours(Schedule(days=WEEKDAYS, start_date=date(2026, 10, 12)))
+    ny = zones_for(NEW_YORK, None)
+    assert calling.next_allowed(ny, utc(2026, 1, 14)) == utc(2026, 10, 12, 13)

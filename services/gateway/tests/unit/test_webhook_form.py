@@ -109,5 +109,6 @@ def test_recording_event() -> None:
         "url": "https://api.twilio.com/rec/RE1",
         "duration_s": 17,
         "status": "completed",
+        "archive": None,  # the media worker's, later
     }
     assert (event.call_sid, event.params) == ("CA1", fields)

@@ -76,6 +76,35 @@ class CallStoreContract:
         await asyncio.gather(*(store.apply(event) for event in delivered))
         assert _content(await store.get(script.call_id)) == project(events, script.call_id)
 
+    @pytest.mark.parametrize("archive_first", [False, True])
+    async def test_the_archive_lands_on_its_recording_whichever_comes_first(
+        self, store: CallStore, script: CallScript, archive_first: bool
+    ) -> None:
+        recording = [script.recording("completed"), script.archived()]
+        events = [script.created(), *(reversed(recording) if archive_first else recording)]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording is not None
+        assert call.recording.status == "completed"
+        assert call.recording.archive == script.archived().archive
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_an_archive_of_another_recording_is_ignored(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = [
+            script.created(),
+            script.recording("completed"),
+            script.archived(recording_sid="RE2"),
+        ]
+        await _apply_all(store, events)
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording is not None
+        assert (call.recording.sid, call.recording.archive) == ("RE1", None)
+        assert _content(call) == project(events, script.call_id)
+
     async def test_a_redelivered_turn_changes_nothing(
         self, store: CallStore, script: CallScript
     ) -> None:

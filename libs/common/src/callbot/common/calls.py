@@ -74,11 +74,28 @@ class Turn(_Model):
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
 
 
+class RecordingArchive(_Model):
+    """Where the media worker stored a recording, checked by reading it back."""
+
+    bucket: str
+    key: str
+    size_bytes: int = Field(ge=0)
+    sha256: str
+    content_type: str = "audio/wav"
+    archived_at: datetime
+    deleted_at_twilio: bool = False
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
 class Recording(_Model):
     sid: str
     url: str | None = None
     duration_s: int | None = None
     status: str | None = None
+    archive: RecordingArchive | None = None  # set by `call.recording_archived`
 
 
 class CallbackRequest(_Model):

@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Recording, Turn
+from callbot.common.calls import (
+    CallbackRequest,
+    CallDocument,
+    EndedBy,
+    Recording,
+    RecordingArchive,
+    Turn,
+)
 
 SCHEMA_VERSION = 1
 
@@ -154,6 +161,16 @@ class CallSummarized(CallEvent):
     summarized_at: datetime = Field(default_factory=utcnow)
 
 
+class CallRecordingArchived(CallEvent):
+    """media: a call's recording is in the recordings bucket, its size and
+    SHA-256 checked by reading it back (and, when so configured, deleted at
+    Twilio afterwards). persistence stores it as `recording.archive`."""
+
+    type: Literal["call.recording_archived"] = "call.recording_archived"
+    recording_sid: str
+    archive: RecordingArchive
+
+
 class CallCompleted(CallEvent):
     """persistence: the final call document was written. The contract for subscribers.
 
@@ -224,6 +241,7 @@ AnyEvent = Annotated[
     | CallStatusChanged
     | CallRecordingUpdated
     | CallSummarized
+    | CallRecordingArchived
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated

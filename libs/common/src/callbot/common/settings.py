@@ -14,6 +14,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from callbot.common.mcp_servers import parse_allowed_hosts
+from callbot.common.object_storage import S3Config
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -107,6 +108,19 @@ class Settings(BaseSettings):
     campaigns_lease_s: float = Field(default=60.0, ge=1, le=3600)
     campaigns_outcome_timeout_s: float = Field(default=3600.0, ge=1, le=7 * 86400)
 
+    # Object storage (S3 API: AWS S3, MinIO, any S3-compatible server). Credentials
+    # come from the environment botocore reads (AWS_ACCESS_KEY_ID, ...), never from here.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_recordings_bucket: str = Field(default="callbot-recordings", min_length=3, max_length=63)
+    s3_agent_files_bucket: str = Field(default="callbot-agent-files", min_length=3, max_length=63)
+    s3_presigned_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+
+    # Recording archive (media worker)
+    twilio_delete_recordings_after_archive: bool = False
+    media_download_attempts: int = Field(default=6, ge=1, le=20)
+    media_retry_backoff_s: float = Field(default=1.0, gt=0, le=60)
+
     # Operations
     log_level: LogLevel = "INFO"
     metrics_port: int = Field(
@@ -118,7 +132,7 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("twilio_api_base_url", "openai_base_url")
+    @field_validator("twilio_api_base_url", "openai_base_url", "s3_endpoint_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
@@ -143,6 +157,10 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    def s3_config(self) -> S3Config:
+        """How to reach object storage (`S3_ENDPOINT_URL` unset: AWS S3 itself)."""
+        return S3Config(endpoint_url=self.s3_endpoint_url or None, region=self.s3_region)
 
 
 def load_settings() -> Settings:

@@ -9,12 +9,17 @@
 - `settings`: a `Settings` with a namespace and a database of the test's own,
   so tests never see each other's messages or documents.
 - `amqp_connection`, `topology`, `mongo_db`: opened for the test, removed after.
+- `s3_server`: one S3-compatible server process (moto) for the session;
+  `object_store`: an `S3ObjectStore` on it with the test's own buckets
+  (`settings.s3_recordings_bucket`, `settings.s3_agent_files_bucket`).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
@@ -24,9 +29,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.messaging import Topology, connect, declare_topology, delete_topology
 from callbot.common.mongo import Document
+from callbot.common.object_storage import S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.testkit.mongo import MongoChoice, choose_mongo, running_mongo
 from callbot.testkit.rabbit import BrokerChoice, choose_broker
+from callbot.testkit.s3_server import TEST_CREDENTIALS, S3ServerProcess
 
 _MONGO_CHOICE = pytest.StashKey[MongoChoice]()
 _BROKER_CHOICE = pytest.StashKey["BrokerChoice | str"]()
@@ -106,6 +113,8 @@ def settings(request: pytest.FixtureRequest, rabbitmq_url: str, namespace: str) 
         mongodb_url=SecretStr(mongodb_url),
         mongodb_db=f"callbot_{namespace}",
         rabbitmq_reconnect_interval_s=0.5,
+        s3_recordings_bucket=f"{namespace}-recordings",
+        s3_agent_files_bucket=f"{namespace}-agent-files",
     )
 
 
@@ -141,3 +150,30 @@ async def mongo_db(settings: Settings, mongodb_url: str) -> AsyncIterator[AsyncD
     yield database
     await client.drop_database(settings.mongodb_db)
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerProcess]:
+    """An S3-compatible server process (moto) for the whole session; the test
+    process gets its credentials in the environment, as services do."""
+    for name, value in TEST_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    server = S3ServerProcess(Path(tmp_path_factory.mktemp("s3")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def object_store(
+    s3_server: S3ServerProcess, settings: Settings
+) -> AsyncIterator[S3ObjectStore]:
+    """The S3 adapter on the session's server, with the test's own buckets created."""
+    store = S3ObjectStore(
+        settings.model_copy(update={"s3_endpoint_url": s3_server.endpoint_url}).s3_config()
+    )
+    await store.open()
+    for bucket in (settings.s3_recordings_bucket, settings.s3_agent_files_bucket):
+        await store.create_bucket(bucket)
+    yield store
+    await store.close()

@@ -36,6 +36,8 @@ class StackConfig:
     # What runs as persistence: the benches run it with a hook that records write lag.
     persistence_module: str = "callbot.persistence"
     campaigns_replicas: int = 0  # the campaigns service (0: not started)
+    # The media worker (recording archive); it needs object storage: S3_* in `extra_env`.
+    media: bool = False
 
 
 class CallbotStack:
@@ -50,6 +52,7 @@ class CallbotStack:
         self.dialog_replicas: list[ServiceProcess] = []
         self.persistence: ServiceProcess | None = None
         self.campaigns_replicas: list[ServiceProcess] = []
+        self.media: ServiceProcess | None = None
 
     @property
     def emulator(self) -> EmulatorProcess:
@@ -97,6 +100,15 @@ class CallbotStack:
             **self._env(),
         }
 
+    def media_env(self) -> dict[str, str]:
+        """The media worker downloads and deletes recordings at Twilio (the emulator)."""
+        return {
+            **self._env(),
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE_URL": self.emulator.base_url,
+        }
+
     def start(self) -> None:
         log_dir = self.config.log_dir
         self._emulator = start_emulator_process(
@@ -132,13 +144,17 @@ class CallbotStack:
             )
             for index in range(self.config.campaigns_replicas)
         ]
+        if self.config.media:
+            self.media = ServiceProcess("media", "callbot.media", self.media_env(), log_dir)
         for service in (
             self.persistence,
             *self.dialog_replicas,
             self.gateway,
             *self.campaigns_replicas,
+            self.media,
         ):
-            service.start()
+            if service is not None:
+                service.start()
 
     def stop(self) -> None:
         for service in (
@@ -146,6 +162,7 @@ class CallbotStack:
             self.gateway,
             *self.dialog_replicas,
             self.persistence,
+            self.media,
         ):
             if service is not None:
                 service.stop()

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from callbot.emulator.recordings import recordings_router
 from callbot.emulator.records import CallRecord
 from callbot.emulator.resources import (
     API_VERSION,
@@ -90,6 +91,8 @@ def build_app(switchboard: Switchboard) -> FastAPI:
         authenticate(request, account_sid)
         call_player_record(request, call_sid)
         return call_resource(switchboard.update_call(call_sid, request.state.form))
+
+    app.include_router(recordings_router(switchboard, authenticate))
 
     @app.api_route(f"/{API_VERSION}/{{resource:path}}", methods=["GET", "POST", "DELETE"])
     async def unknown_resource(request: Request, resource: str) -> None:

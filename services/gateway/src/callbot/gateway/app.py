@@ -20,6 +20,7 @@ from callbot.gateway import (
     calls_api,
     campaigns_api,
     health,
+    recordings_api,
     results_api,
     status_webhooks,
     voice_webhooks,
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
         campaigns_api,
         results_api,
+        recordings_api,
     ):
         app.include_router(module.router)
     return app

@@ -1,6 +1,7 @@
 """Everything the gateway opens at start and closes at stop: the broker
-connection and its channels, the RPC client, the event publisher, MongoDB and
-the Twilio REST client. Opened in the app's lifespan, never at import time."""
+connection and its channels, the RPC client, the event publisher, MongoDB,
+the Twilio REST client and object storage. Opened in the app's lifespan,
+never at import time."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from callbot.common.messaging import (
     declare_topology,
 )
 from callbot.common.mongo import callbot_database, create_mongo_client
+from callbot.common.object_storage import ObjectStore, S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
@@ -75,6 +77,8 @@ class GatewayResources:
     mcp: McpClient  # lists an agent's MCP tools when it is saved
     campaigns: CampaignDocuments
     results: StoredResults  # the read API's listings
+    # Archived recordings (`GET /v1/calls/{id}/recording`).
+    objects: ObjectStore
 
 
 @asynccontextmanager
@@ -88,6 +92,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         settings.twilio_auth_token.get_secret_value(),
         settings.twilio_api_base_url,
     )
+    objects = S3ObjectStore(settings.s3_config())  # connects on first use, not here
+    await objects.open()
     try:
         events_channel = await connection.channel(publisher_confirms=True)
         declared = await declare_topology(events_channel, topology)
@@ -109,8 +115,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             twilio=twilio,
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
+            objects=objects,
         )
     finally:
+        await objects.close()
         await mcp.close()
         twilio.close()
         await mongo.close()

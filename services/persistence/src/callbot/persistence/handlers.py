@@ -15,6 +15,7 @@ from callbot.common.contracts import (
     AgentUpdated,
     AnyEvent,
     CallEvent,
+    CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
     utcnow,
@@ -60,11 +61,15 @@ async def store_call_event(
 
     if isinstance(event, CallStatusChanged) and is_terminal(event.status):
         completions.schedule(event.call_id)
-    elif isinstance(event, CallRecordingUpdated):
+    elif isinstance(event, CallRecordingUpdated | CallRecordingArchived):
         call = await durably(lambda: calls.get(event.call_id))
         if call is not None and recording_missed_completion(call):
             await events.publish(recording_ready_event(call))
-            log.info("recording arrived after call.completed; call.recording_ready published")
+            log.info(
+                "recording or its archive arrived after call.completed; "
+                "call.recording_ready published",
+                extra={"event_type": event.type},
+            )
 
 
 async def save_agent(

@@ -28,6 +28,7 @@ from callbot.common.contracts import (
     CallCreated,
     CallEnding,
     CallEvent,
+    CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -316,7 +317,9 @@ def _recording(event: CallRecordingUpdated) -> list[ConditionalUpdate]:
         if event.recording.status in FINAL_RECORDING_STATUSES
         else {"recording.status": {"$nin": sorted(FINAL_RECORDING_STATUSES)}}
     )
-    fields: Document = {"recording": event.recording.model_dump(mode="python")}
+    # Field by field, so the media worker's `recording.archive` stays.
+    recording = event.recording.model_dump(mode="python", exclude={"archive"})
+    fields: Document = {f"recording.{name}": value for name, value in recording.items()}
     if event.call_sid is not None:
         fields["call_sid"] = event.call_sid
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
@@ -334,6 +337,17 @@ def _summarized(event: CallSummarized) -> list[ConditionalUpdate]:
         ]
     }
     fields = {"summary": text, "summary_model": event.model, "summarized_at": at}
+    return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+
+
+@mongo_updates.register
+def _recording_archived(event: CallRecordingArchived) -> list[ConditionalUpdate]:
+    # Only onto the same recording (or none stored yet).
+    condition = {"$or": [{"recording.sid": None}, {"recording.sid": event.recording_sid}]}
+    fields = {
+        "recording.sid": event.recording_sid,
+        "recording.archive": event.archive.model_dump(mode="python"),
+    }
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
 
 

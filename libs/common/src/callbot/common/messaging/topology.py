@@ -23,7 +23,10 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.status",
     "call.recording",
     "call.summarized",
+    "call.recording_archived",
 )
+# The media worker archives every finished recording.
+MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording",)
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
 CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
 
@@ -46,12 +49,16 @@ class Topology:
     namespace: str = "callbot"
     delivery_limit: int = 5
     persistence_queue: QueueSpec = field(init=False)
+    media_queue: QueueSpec = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self,
             "persistence_queue",
             QueueSpec(f"{self.namespace}.persistence.events", PERSISTENCE_EVENT_KEYS),
+        )
+        object.__setattr__(
+            self, "media_queue", QueueSpec(f"{self.namespace}.media.events", MEDIA_EVENT_KEYS)
         )
 
     @property
@@ -123,7 +130,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     declared.queues[dlq.name] = dlq
 
     campaigns_spec = QueueSpec(topology.campaigns_events_queue, CAMPAIGNS_EVENT_KEYS)
-    for spec in (topology.persistence_queue, campaigns_spec):
+    for spec in (topology.persistence_queue, campaigns_spec, topology.media_queue):
         queue = await channel.declare_queue(
             spec.name, durable=True, arguments=topology.quorum_arguments()
         )
@@ -147,6 +154,7 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
     """Remove everything `declare_topology` made (test clean-up)."""
     for queue_name in (
         topology.persistence_queue.name,
+        topology.media_queue.name,
         topology.dead_letter_queue,
         topology.dialog_rpc_queue,
         topology.persistence_rpc_queue,

@@ -80,12 +80,19 @@ class CallingHours:
 
     def next_allowed(self, zones: Iterable[ZoneInfo], now: datetime) -> datetime | None:
         """The first moment at or after `now` when `allowed` holds, in UTC; None
-        when none comes within the schedule's dates (or the next SEARCH_DAYS)."""
+        when none comes within the schedule's dates (or SEARCH_DAYS after `now`,
+        or after the start date when that is later)."""
         zones = tuple(zones)
         if not zones:
             return None
-        horizon = now + timedelta(days=SEARCH_DAYS)
         candidate = now
+        start_date = self.schedule.start_date
+        if start_date is not None:
+            # A campaign that starts later: search from the day before its
+            # first day (UTC), so the horizon counts from there, not from now.
+            first = datetime.combine(start_date - timedelta(days=1), time(0), tzinfo=UTC)
+            candidate = max(now, first)
+        horizon = candidate + timedelta(days=SEARCH_DAYS)
         while candidate <= horizon:
             closed = [zone for zone in zones if not self.allowed_in(zone, candidate)]
             if not closed:

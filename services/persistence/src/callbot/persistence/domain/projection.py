@@ -17,7 +17,8 @@ persistence through several publishers, retries and replicas:
   corrected by a later `call.ending` or machine `answered_by` until the
   publication of `call.completed` has been claimed, so the event and the
   document never disagree;
-- a finished recording is never replaced by an unfinished one;
+- a finished recording is never replaced by an unfinished one, and its
+  `archive` (the media worker's copy) is kept whichever event lands first;
 - the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
 - `answered_at` is the earliest answer (gateway publishes one per answer
   webhook, and Twilio may repeat the webhook).
@@ -32,12 +33,13 @@ from datetime import datetime
 from functools import singledispatch
 from typing import Any
 
-from callbot.common.calls import CallDocument, is_machine
+from callbot.common.calls import CallDocument, Recording, is_machine
 from callbot.common.contracts import (
     CallAnswered,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -60,6 +62,7 @@ PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallStatusChanged,
     CallRecordingUpdated,
     CallSummarized,
+    CallRecordingArchived,
 )
 
 
@@ -161,7 +164,9 @@ def _recording(event: CallRecordingUpdated, call: CallDocument) -> CallDocument:
     stored_status = call.recording.status if call.recording else None
     if not recording_update_applies(stored_status, event.recording.status):
         return call
-    changes: dict[str, Any] = {"recording": event.recording}
+    # The archive is the media worker's (`call.recording_archived`), which may land first.
+    archive = call.recording.archive if call.recording else None
+    changes: dict[str, Any] = {"recording": event.recording.model_copy(update={"archive": archive})}
     if event.call_sid is not None:
         changes["call_sid"] = event.call_sid
     return _changed(call, **changes)
@@ -187,6 +192,16 @@ def summary_applies(
     if stored_at is None:
         return True
     return (event.summarized_at, event.summary) > (stored_at, stored_summary or "")
+
+
+@_apply.register
+def _recording_archived(event: CallRecordingArchived, call: CallDocument) -> CallDocument:
+    """`recording.archive` for the call's recording; an archive of another
+    recording than the one stored is ignored."""
+    recording = call.recording or Recording(sid=event.recording_sid)
+    if recording.sid != event.recording_sid:
+        return call
+    return _changed(call, recording=recording.model_copy(update={"archive": event.archive}))
 
 
 def status_changes(event: CallStatusChanged) -> dict[str, Any]:

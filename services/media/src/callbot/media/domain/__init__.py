@@ -1,0 +1,1 @@
+"""The media worker's decisions: pure, no I/O."""
