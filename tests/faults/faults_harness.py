@@ -507,6 +507,18 @@ class BrokerControl:
         return len([line for line in listing.stdout.splitlines() if line.strip()])
 
     @contextmanager
+    def shut_out(self, vhost: str) -> Iterator[None]:
+        """The broker gone for the clients of `vhost` only: their connections
+        dropped and new ones refused (a vhost limit of 0 connections), then
+        allowed again. Queues and messages stay; the rest of the broker serves on."""
+        self._checked("set_vhost_limits", "-p", vhost, '{"max-connections": 0}')
+        try:
+            self.close_all_connections(vhost)
+            yield
+        finally:
+            self._checked("clear_vhost_limits", "-p", vhost)
+
+    @contextmanager
     def stopped(self) -> Iterator[None]:
         """The broker application stopped (the node stays up), then started again."""
         self._checked("stop_app")

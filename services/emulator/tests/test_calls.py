@@ -33,6 +33,7 @@ from callbot.emulator import (
     TwilioEmulator,
     start_emulator_process,
 )
+from callbot.emulator.webhooks import DROPPED
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "emulator-test-auth-token"
@@ -910,3 +911,63 @@ def test_examples_load_into_one_book() -> None:
     assert {"demo", "silent", "voicemail", "busy", "hangup_midway"} <= set(by_name)
     assert book.for_number("+15005550006").name == "demo"
     assert book.for_number("+19999999999").name == "default"
+
+
+# -- what a reconciler reads when callbacks are lost --------------------------------------
+
+
+async def test_dropped_callbacks_are_not_sent_and_the_rest_api_still_tells_the_truth(
+    emulator: TwilioEmulator, client: Client, app: WebhookApp
+) -> None:
+    await AsyncEmulatorControl(emulator.base_url).drop_callbacks("status", "recording")
+    emulator.add_scenario({"to": "+15005550006", "steps": [{"say": "Hi."}]})
+    app.twiml("/voice", "<Response><Say>Hello there, just checking in.</Say><Hangup/></Response>")
+
+    sid = await place_call(
+        client,
+        app,
+        "+15005550006",
+        record=True,
+        recording_status_callback=f"{app.base_url}/recording?call_id=c-1",
+    )
+    call = await emulator.wait_for_call(sid)
+
+    assert [hit.path for hit in app.hits] == ["/voice"]
+    dropped = call.webhooks_of("status") + call.webhooks_of("recording")
+    assert [hook.params.get("CallStatus") for hook in call.webhooks_of("status")][-1] == "completed"
+    assert {(hook.status_code, hook.error) for hook in dropped} == {(None, DROPPED)}
+    fetched = await asyncio.to_thread(client.calls(sid).fetch)
+    assert (fetched.status, fetched.duration) == ("completed", str(call.duration_s))
+    assert fetched.start_time is not None
+    assert fetched.end_time is not None
+    [recording] = await asyncio.to_thread(client.calls(sid).recordings.list)
+    assert (recording.sid, recording.call_sid, recording.status) == (
+        call.recording_sid,
+        sid,
+        "completed",
+    )
+    assert recording.duration == str(call.duration_s)
+    recordings_path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings"
+    assert recording.uri == f"{recordings_path}/{call.recording_sid}.json"
+
+    await AsyncEmulatorControl(emulator.base_url).drop_callbacks()
+    emulator.add_scenario({"to": "+15005550007", "steps": [{"say": "Hi."}]})
+    second = await emulator.wait_for_call(await place_call(client, app, "+15005550007"))
+    assert [hook.status_code for hook in second.webhooks_of("status")] == [204] * 4
+
+
+async def test_a_call_not_answered_has_no_recordings(
+    emulator: TwilioEmulator, client: Client, app: WebhookApp
+) -> None:
+    emulator.add_scenario({"to": "+15005550008", "outcome": "busy"})
+    sid = await place_call(client, app, "+15005550008", record=True)
+    await emulator.wait_for_call(sid)
+    assert await asyncio.to_thread(client.calls(sid).recordings.list) == []
+    unknown = await AsyncEmulatorControl(emulator.base_url).call(sid)
+    assert unknown.recording_sid is None
+    async with httpx.AsyncClient(auth=(ACCOUNT_SID, AUTH_TOKEN)) as http:
+        response = await http.get(
+            f"{emulator.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/CA{'0' * 32}"
+            "/Recordings.json"
+        )
+    assert (response.status_code, response.json()["code"]) == (404, 20404)

@@ -51,6 +51,9 @@ def gateway_settings(base: Settings, **overrides: Any) -> Settings:
         "twilio_from_number": FROM_NUMBER,
         "callbot_api_keys": SecretStr(f"other-key,{API_KEY}"),
         "public_url": AnyHttpUrl(PUBLIC_URL),
+        # The reconciler has tests of its own (unit, tests/faults); here it
+        # would only wait on the MongoDB these tests do not use.
+        "reconcile_interval_s": 0,
         **overrides,
     }
     return Settings.model_validate(values)

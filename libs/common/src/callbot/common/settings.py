@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     callbot_api_keys: SecretStr = SecretStr("")
     dialog_deadline_ms: int = Field(default=4000, ge=100, le=14000)
     max_webhook_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Reconciliation with Twilio (gateway): calls stuck in a non-final state.
+    reconcile_interval_s: float = Field(default=60.0, ge=0)  # 0: off
+    reconcile_margin_s: float = Field(default=120.0, ge=0)
+    reconcile_batch: int = Field(default=100, ge=1, le=10000)
+    reconcile_twilio_rps: float = Field(default=5.0, gt=0, le=100)
 
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from callbot.emulator.call_recordings import recordings_page
 from callbot.emulator.recordings import recordings_router
 from callbot.emulator.records import CallRecord
 from callbot.emulator.resources import (
@@ -22,7 +23,7 @@ from callbot.emulator.resources import (
     not_found,
 )
 from callbot.emulator.scenario import ScenarioError, parse_scenario
-from callbot.emulator.switchboard import FaultPlan, RecordedRequest, Switchboard
+from callbot.emulator.switchboard import CallbackSwitch, FaultPlan, RecordedRequest, Switchboard
 
 _ACCOUNT_PATH = f"/{API_VERSION}/Accounts/{{account_sid}}"
 
@@ -92,6 +93,13 @@ def build_app(switchboard: Switchboard) -> FastAPI:
         call_player_record(request, call_sid)
         return call_resource(switchboard.update_call(call_sid, request.state.form))
 
+    @app.get(f"{_ACCOUNT_PATH}/Calls/{{call_sid}}/Recordings.json")
+    async def list_call_recordings(
+        request: Request, account_sid: str, call_sid: str
+    ) -> dict[str, Any]:
+        authenticate(request, account_sid)
+        return recordings_page(call_player_record(request, call_sid), request.url.path)
+
     app.include_router(recordings_router(switchboard, authenticate))
 
     @app.api_route(f"/{API_VERSION}/{{resource:path}}", methods=["GET", "POST", "DELETE"])
@@ -147,6 +155,10 @@ def build_app(switchboard: Switchboard) -> FastAPI:
     @app.post("/_control/faults", status_code=204)
     async def inject_faults(plan: FaultPlan) -> None:
         switchboard.inject_faults(plan)
+
+    @app.post("/_control/callbacks", status_code=204)
+    async def drop_callbacks(switch: CallbackSwitch) -> None:
+        switchboard.drop_callbacks(switch.drop)
 
     @app.get("/_control/requests")
     async def recorded_requests() -> list[RecordedRequest]:

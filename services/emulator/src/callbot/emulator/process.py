@@ -85,6 +85,10 @@ class EmulatorControl:
             for item in self._send("GET", "/_control/requests").json()
         ]
 
+    def drop_callbacks(self, *kinds: str) -> None:
+        """Status/recording/AMD callbacks of these kinds are not sent from now on."""
+        self._send("POST", "/_control/callbacks", json={"drop": list(kinds)})
+
     def reset(self) -> None:
         self._send("POST", "/_control/reset")
 
@@ -130,6 +134,9 @@ class AsyncEmulatorControl:
     async def requests(self) -> list[RecordedRequest]:
         response = await self._send("GET", "/_control/requests")
         return [RecordedRequest.model_validate(item) for item in response.json()]
+
+    async def drop_callbacks(self, *kinds: str) -> None:
+        await self._send("POST", "/_control/callbacks", json={"drop": list(kinds)})
 
     async def reset(self) -> None:
         await self._send("POST", "/_control/reset")

@@ -25,7 +25,7 @@ from callbot.emulator.resources import (
     parse_call_update,
 )
 from callbot.emulator.scenario import Scenario, ScenarioBook
-from callbot.emulator.webhooks import TWILIO_WEBHOOK_TIMEOUT_S, WebhookSender
+from callbot.emulator.webhooks import TWILIO_WEBHOOK_TIMEOUT_S, DroppableCallback, WebhookSender
 
 logger = logging.getLogger("callbot.emulator")
 
@@ -46,6 +46,16 @@ class FaultPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     calls_create: list[Fault] = Field(default_factory=list)
+
+
+class CallbackSwitch(BaseModel):
+    """``POST /_control/callbacks``: the kinds of callback not sent from now on
+    (recorded with an error, never delivered), as when Twilio's callbacks are
+    lost; an empty list sends them all again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    drop: list[DroppableCallback] = Field(default_factory=list)
 
 
 class RecordedRequest(BaseModel):
@@ -100,6 +110,12 @@ class Switchboard:
 
     def inject_faults(self, plan: FaultPlan) -> None:
         self._create_faults.extend(plan.calls_create)
+
+    def drop_callbacks(self, kinds: Iterable[DroppableCallback]) -> None:
+        """Status, recording or AMD callbacks of every call are dropped from now on."""
+        if self._sender is None:
+            raise RuntimeError("the switchboard is closed; open() it inside the event loop")
+        self._sender.dropped = frozenset(kinds)
 
     def reset(self) -> None:
         """Forget calls, requests, faults and runtime scenarios (calls in flight play on)."""

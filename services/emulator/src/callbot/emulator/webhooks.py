@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -44,12 +45,18 @@ class WebhookFailure:
     message: str
 
 
+DroppableCallback = Literal["status", "recording", "amd"]
+DROPPED = "dropped by the emulator (POST /_control/callbacks)"
+
+
 class WebhookSender:
-    """Sends signed webhooks; each is recorded in ``into`` as soon as it leaves."""
+    """Sends signed webhooks; each is recorded in ``into`` as soon as it leaves.
+    Callbacks of a kind in ``dropped`` are recorded but never sent."""
 
     def __init__(self, auth_token: str, client: httpx.AsyncClient) -> None:
         self._auth_token = auth_token
         self._client = client
+        self.dropped: frozenset[str] = frozenset()
 
     async def send(
         self,
@@ -72,6 +79,9 @@ class WebhookSender:
             at_s=at_s,
         )
         into.append(record)
+        if kind in self.dropped:
+            record.error = DROPPED
+            return record, None
         headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
         started = time.perf_counter()
         failure: WebhookFailure | None = None

@@ -26,6 +26,7 @@ from callbot.gateway import (
     voice_webhooks,
 )
 from callbot.gateway.domain.webhook_form import MalformedWebhook
+from callbot.gateway.reconciler import reconciler_running
 from callbot.gateway.request_observer import RequestObserver
 from callbot.gateway.resources import check_settings, open_resources
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
+        async with open_resources(settings) as resources, reconciler_running(resources):
             app.state.resources = resources
             yield
 

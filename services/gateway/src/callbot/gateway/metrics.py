@@ -26,3 +26,15 @@ TWILIO_REQUESTS = Counter(
     "Twilio REST requests (each attempt), by operation and outcome.",
     ["operation", "outcome"],
 )
+CALLS_RECONCILED = Counter(
+    "callbot_gateway_calls_reconciled_total",
+    "Calls stuck in a non-final state looked up at Twilio by the reconciler, by outcome: "
+    "finalized (Twilio's final status published), still_active (Twilio says the call goes on), "
+    "not_found (Twilio does not know the call), failed (Twilio or the broker did not answer; "
+    "retried next sweep).",
+    ["outcome"],
+)
+RECORDINGS_RECONCILED = Counter(
+    "callbot_gateway_recordings_reconciled_total",
+    "Recordings Twilio listed for a reconciled call that callbot had not stored, published.",
+)

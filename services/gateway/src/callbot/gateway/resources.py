@@ -79,6 +79,8 @@ class GatewayResources:
     results: StoredResults  # the read API's listings
     # Archived recordings (`GET /v1/calls/{id}/recording`).
     objects: ObjectStore
+    # What the reconciler reads: the quietest non-final calls, and agents.
+    calls: StoredDocuments
 
 
 @asynccontextmanager
@@ -100,6 +102,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         # The reply is the RPC's confirmation: confirms would only add latency.
         rpc = RpcClient(await connection.channel(publisher_confirms=False))
         await rpc.start()
+        stored = StoredDocuments(callbot_database(mongo, settings))
         yield GatewayResources(
             settings=settings,
             topology=topology,
@@ -110,12 +113,13 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             publisher=EventPublisher(declared.events, app_id="gateway"),
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
-            documents=StoredDocuments(callbot_database(mongo, settings)),
+            documents=stored,
             results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
+            calls=stored,
         )
     finally:
         await objects.close()

@@ -3,6 +3,8 @@ gateway only reads (DESIGN.md §1)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -36,6 +38,21 @@ class StoredDocuments:
     async def call(self, call_id: str) -> CallDocument | None:
         document = await self._calls.find_one({"_id": call_id})
         return None if document is None else CallDocument.model_validate(document)
+
+    async def quiet_non_final_calls(
+        self, statuses: Sequence[str], *, quiet_since: datetime, limit: int
+    ) -> list[CallDocument]:
+        """Calls in one of `statuses` with no write since `quiet_since`, the
+        quietest first (the `{status, updated_at}` index)."""
+        cursor = (
+            self._calls.find(
+                {"status": {"$in": list(statuses)}, "updated_at": {"$lt": quiet_since}},
+                projection={"turns": False},
+            )
+            .sort("updated_at", 1)
+            .limit(limit)
+        )
+        return [CallDocument.model_validate(document) async for document in cursor]
 
     async def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
         document = await self._recipients.find_one({"_id": recipient_key(agent_id, to)})

@@ -1,4 +1,5 @@
-"""The Twilio REST client: placing calls and redirecting live ones.
+"""The Twilio REST client: placing calls, redirecting live ones, and reading
+a call and its recordings back (the reconciler).
 
 The twilio library is synchronous (requests); every call runs in a worker
 thread so the event loop keeps serving webhooks meanwhile. `TWILIO_API_BASE_URL`
@@ -29,11 +30,12 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from callbot.gateway.domain.reconciliation import TwilioCallState, TwilioRecording
 from callbot.gateway.metrics import TWILIO_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,20 @@ class TwilioUnreachable(Exception):
 class PlacedCall:
     sid: str
     status: str
+
+
+def _whole_seconds(value: str | int | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _recording_url(uri: str | None) -> str | None:
+    """The `RecordingUrl` a recording callback would carry, from the resource's `uri`."""
+    if not uri:
+        return None
+    return TWILIO_API + uri.removesuffix(".json")
 
 
 class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio has no type hints
@@ -118,6 +134,44 @@ class TwilioCalls:
     async def redirect(self, call_sid: str, twiml: str) -> None:
         """Replace what a live call is doing with `twiml`."""
         await self._retried("update", lambda: self._client.calls(call_sid).update(twiml=twiml))
+
+    async def fetch(self, call_sid: str) -> TwilioCallState:
+        """`GET /Calls/{sid}`: Twilio's view of a call."""
+        call = await self._retried("fetch", lambda: self._client.calls(call_sid).fetch())
+        return TwilioCallState(
+            sid=call.sid,
+            status=call.status,
+            duration_s=_whole_seconds(call.duration),
+            start_time=call.start_time,
+            end_time=call.end_time,
+            answered_by=call.answered_by,
+        )
+
+    async def recordings(self, call_sid: str) -> list[TwilioRecording]:
+        """`GET /Calls/{sid}/Recordings`: the call's recordings (one page: a call
+        has one recording, or a few)."""
+        listed = await self._retried("recordings", lambda: self._recordings_page(call_sid))
+        return [
+            TwilioRecording(
+                sid=recording.sid,
+                status=recording.status,
+                duration_s=_whole_seconds(recording.duration),
+                url=_recording_url(recording.uri),
+            )
+            for recording in listed
+        ]
+
+    def _recordings_page(self, call_sid: str) -> list[Any]:
+        try:
+            return list(self._client.calls(call_sid).recordings.list(limit=20))
+        except TwilioRestException:
+            raise
+        except TwilioException as exc:
+            # A list page that is not 200 is a bare TwilioException; make it
+            # the error every other request raises.
+            response = exc.args[1] if len(exc.args) > 1 else None
+            status = getattr(response, "status_code", 500)
+            raise TwilioRestException(status, f"recordings of {call_sid}", msg=str(exc)) from exc
 
     def close(self) -> None:
         if self._http.session is not None:
