@@ -30,7 +30,13 @@ from aio_pika.abc import AbstractIncomingMessage
 from pymongo import MongoClient
 
 from callbot.common.calls import CallDocument
-from callbot.common.contracts import AnyEvent, CallCompleted, CallRecordingReady, decode_event
+from callbot.common.contracts import (
+    AnyEvent,
+    CallCompleted,
+    CallRecordingReady,
+    CallSummarized,
+    decode_event,
+)
 from callbot.common.messaging import Topology
 from callbot.common.recipients import RecipientDocument, recipient_key
 from callbot.emulator.process import EmulatorControl
@@ -154,6 +160,13 @@ class EventSubscriber:
             event
             for event in self.events()
             if isinstance(event, CallCompleted) and event.call_id == call_id
+        ]
+
+    def summarized(self, call_id: str) -> list[CallSummarized]:
+        return [
+            event
+            for event in self.events()
+            if isinstance(event, CallSummarized) and event.call_id == call_id
         ]
 
     def recording_ready(self, call_id: str) -> list[CallRecordingReady]:
@@ -347,7 +360,7 @@ def running_e2e_stack(
     subscriber = EventSubscriber(
         rabbitmq_url,
         Topology(namespace).events_exchange,
-        ("call.completed", "call.recording_ready"),
+        ("call.completed", "call.recording_ready", "call.summarized"),
     )
     running: E2EStack | None = None
     try:

@@ -20,18 +20,30 @@ from e2e_harness import (
     end_call,
     llm_rule,
     record_data,
+    wait_until,
 )
 
 from callbot.common.calls import CallDocument
+from callbot.dialog.domain.summary import SUMMARY_INSTRUCTIONS
 from callbot.testkit.fake_openai import RecordedRequest
 from callbot.testkit.stack import FROM_NUMBER
 
 pytestmark = pytest.mark.e2e
 
 # persistence's outbox bookkeeping (not part of the event), and what may still change
-# after the publication was claimed (a late recording is announced separately).
-AFTER_PUBLICATION = {"completed_claimed_at", "completed_published_at", "updated_at", "recording"}
+# after the publication was claimed (a late recording is announced separately, a
+# late summary by call.summarized).
+AFTER_PUBLICATION = {
+    "completed_claimed_at",
+    "completed_published_at",
+    "updated_at",
+    "recording",
+    "summary",
+    "summary_model",
+    "summarized_at",
+}
 PAST_CALLS_HEADER = "Earlier calls with this person, newest first:"
+FIRST_CALL_SUMMARY = "Ada confirmed her full name but declined to give an email today."
 
 
 def check_transcript(call: FinishedCall, *, alternating: bool = True) -> None:
@@ -406,7 +418,7 @@ def test_unanswered_call_is_still_completed(e2e: E2EStack, outcome: str, to: str
     assert e2e.llm_requests(tag) == []
 
 
-def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
+def test_second_call_to_a_number_brings_the_first_summary_into_the_llm_context(
     e2e: E2EStack,
 ) -> None:
     tag, agent_id, to = "memory", "e2e-memory", "+15005550206"
@@ -421,6 +433,15 @@ def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
             ),
             llm_rule(tag, "rather not", tool_calls=[end_call("declined to give an email")]),
             llm_rule(tag, "Ada again", text="Welcome back, Ada. What email should we use?"),
+            # The first call's summary, asked for once it has ended.
+            {
+                "match": {
+                    "system_regex": re.escape(SUMMARY_INSTRUCTIONS[:40]),
+                    "any_regex": "rather not give my email",
+                },
+                "response": {"text": FIRST_CALL_SUMMARY},
+                "times": None,
+            },
         ]
     )
     e2e.add_scenario(
@@ -437,6 +458,11 @@ def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
     assert first.document.ended_by == "user_goodbye"
     first_requests = e2e.llm_requests(tag)
     assert len(first_requests) == 2
+    stored_first = wait_until(
+        lambda: (d := e2e.document(first.placed.call_id)) and d.summary and d,
+        "the first call's summary",
+    )
+    assert stored_first.summary == FIRST_CALL_SUMMARY
 
     # Same agent, same number: the callee calls back with another script.
     e2e.add_scenario(
@@ -460,9 +486,11 @@ def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
     assert context.count("Call on ") == 1  # the first call, not the one in progress
     assert "(ended: user_goodbye)" in context
     assert "data collected: full_name=Ada Lovelace" in context
-    assert "user: Yes, this is Ada Lovelace." in context
-    assert "user: I'd rather not give my email today." in context
-    assert "assistant: Thanks for your time, Ada. Goodbye!" in context
+    # The first call's summary, not its raw turns.
+    assert f"summary: {FIRST_CALL_SUMMARY}" in context
+    assert "Yes, this is Ada Lovelace." not in context
+    assert "I'd rather not give my email today." not in context
+    assert "Thanks for your time, Ada. Goodbye!" not in context
     # Where it goes: after the agent's prompt, before this call's conversation.
     position = messages.index(next(m for m in messages if m["content"] == context))
     assert messages[0]["role"] == "system"
@@ -474,3 +502,40 @@ def test_second_call_to_a_number_brings_the_first_into_the_llm_context(
         text.startswith(PAST_CALLS_HEADER) for r in first_requests for text in system_texts(r)
     )
     assert re.search(r"Call on \d{4}-\d{2}-\d{2}", context)
+
+    # The recipient record holds both calls, the merged data and the last outcome.
+    recipient = e2e.recipient(agent_id, to)
+    assert recipient is not None
+    assert recipient.call_ids == tuple(sorted((first.placed.call_id, second.placed.call_id)))
+    assert (recipient.total_calls, recipient.answered_calls) == (2, 2)
+    assert recipient.known_data() == {"full_name": "Ada Lovelace"}
+    assert recipient.data_collected["full_name"].call_id in recipient.call_ids
+    assert recipient.last_outcome is not None
+    assert (recipient.last_outcome.call_id, recipient.last_outcome.ended_by) == (
+        second.placed.call_id,
+        "user_goodbye",
+    )
+    assert recipient.profile == {"name": "Ada"}
+
+    # A different agent calling the same number sees none of it.
+    other_tag, other_agent = "memory-other", "e2e-memory-other"
+    e2e.put_agent(other_agent, agent_definition(other_tag, past_calls=5))
+    e2e.fake_llm.control.add_rules(
+        [llm_rule(other_tag, "Ada", text="Nice to meet you. What email should we use?")]
+    )
+    e2e.add_scenario(
+        {
+            "name": "memory-other",
+            "to": to,
+            "steps": [{"say": "Hello, Ada here."}, {"say": "Okay, bye."}],
+        }
+    )
+    third = e2e.call(other_agent, to, {"name": "Ada"})
+    [other_request] = e2e.llm_requests(other_tag)
+    other_texts = [m["content"] for m in other_request.body["messages"]]
+    assert not any(text.startswith(PAST_CALLS_HEADER) for text in other_texts)
+    assert not any(FIRST_CALL_SUMMARY in text or "Lovelace" in text for text in other_texts)
+    other_recipient = e2e.recipient(other_agent, to)
+    assert other_recipient is not None
+    assert other_recipient.call_ids == (third.placed.call_id,)
+    assert other_recipient.known_data() == {}

@@ -30,6 +30,7 @@ from faults_harness import (
     wait_until,
 )
 
+from callbot.dialog.domain.summary import SUMMARY_INSTRUCTIONS
 from callbot.testkit.fake_openai import FakeOpenAIProcess, RecordedRequest
 from callbot.testkit.processes import ServiceProcess
 
@@ -70,6 +71,11 @@ def wait_for_llm_request(fake: FakeOpenAIProcess, pattern: str, after: int) -> R
         return None
 
     return wait_until(arrived, f"an LLM request for {pattern!r}", timeout_s=30, interval_s=0.02)
+
+
+def turn_requests(requests: list[RecordedRequest]) -> list[RecordedRequest]:
+    """The conversation's requests, without the post-call summary's."""
+    return [r for r in requests if r.body["messages"][0].get("content") != SUMMARY_INSTRUCTIONS]
 
 
 def assert_every_request_had_the_whole_history(
@@ -139,7 +145,7 @@ def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
 
     played = stack.played(call)
     document = stack.completed_document(call.call_id)
-    requests = fake_llm.control.requests()
+    requests = turn_requests(fake_llm.control.requests())
     check_and_report(
         "1",
         "dialog SIGKILLed mid-turn twice, second replica present",
@@ -208,7 +214,7 @@ def test_single_replica_killed_and_restarted_mid_turn(
     check_and_report(
         "1", "dialog SIGKILLed mid-turn and restarted, single replica", [(document, played)]
     ).assert_clean()
-    assert_every_request_had_the_whole_history(fake_llm.control.requests(), document)
+    assert_every_request_had_the_whole_history(turn_requests(fake_llm.control.requests()), document)
     # Whether the restarted process took the turn back in time or gateway fell
     # back and the callee went on, the call reached its goodbye.
     assert document["ended_by"] == "user_goodbye"

@@ -27,6 +27,7 @@ from callbot.common.contracts import (
 )
 from callbot.common.messaging import EventConsumer, RpcClient, Topology
 from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.common.recipients import RecipientDocument
 from callbot.dialog.store import DialogStore
 
 TO = "+14155550100"
@@ -52,6 +53,10 @@ class CountingStore:
     ) -> list[CallDocument]:
         self.reads["past_calls"] += 1
         return await self._inner.load_past_calls(agent_id, to, exclude_call_id, limit)
+
+    async def load_recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        self.reads["recipient"] += 1
+        return await self._inner.load_recipient(agent_id, to)
 
 
 async def seed_agent(database: AsyncDatabase[Document], agent: Agent) -> None:

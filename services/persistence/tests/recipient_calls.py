@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbot.common.calls import CallDocument, EndedBy
+from callbot.common.calls import CallbackRequest, CallDocument, EndedBy
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -23,6 +23,7 @@ def finished_call(
     minutes: int | None = None,
     recipient: dict[str, Any] | None = None,
     complete: bool = False,
+    callback: CallbackRequest | None = None,
 ) -> CallDocument:
     """Call number `n`, started `minutes` (default `n`) minutes after START."""
     started = START + timedelta(minutes=n if minutes is None else minutes)
@@ -40,6 +41,7 @@ def finished_call(
         data_collected=data or {},
         data_complete=complete,
         recipient=recipient or {},
+        callback_request=callback,
     )
 
 
@@ -52,5 +54,7 @@ def history() -> list[CallDocument]:
         finished_call(3, data={"email": "ada@example.com"}, complete=True),
         finished_call(4, data={"name": "Ada Lovelace"}, minutes=3, recipient={"tier": "silver"}),
         finished_call(5, ended_by="opt_out", data={"name": "A. Lovelace"}),
-        finished_call(6, ended_by="opt_out"),
+        finished_call(
+            6, ended_by="opt_out", callback=CallbackRequest(when=None, said="call me next week")
+        ),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dialog_doubles import (
+    T0,
     ManualClock,
     RecordingEvents,
     ScriptedModel,
@@ -22,8 +23,10 @@ from callbot.common.contracts import (
     DialogTurn,
 )
 from callbot.common.messaging import Deadline
+from callbot.common.recipients import CollectedValue, RecipientDocument, recipient_key
 from callbot.dialog.agent_cache import AgentCache, AgentNotFound
 from callbot.dialog.domain.actions import ModelAnswer, RecordData
+from callbot.dialog.domain.prompt import collection_status
 from callbot.dialog.handlers import DialogPorts, handle_event, handle_request
 from callbot.dialog.sessions import CallNotFound, SessionRegistry
 from callbot.dialog.store import InMemoryDialogStore
@@ -230,3 +233,41 @@ async def test_agent_updated_drops_the_cached_agent() -> None:
     assert (await harness.ports.agents.get("acme")).name == "Acme Support"
     await handle_event(AgentUpdated(agent_id="acme", version=2), harness.ports)
     assert (await harness.ports.agents.get("acme")).name == "Acme Two"
+
+
+def _known_recipient(harness: Harness) -> None:
+    key = recipient_key("acme", "+14155550100")
+    value = CollectedValue(value="Ada Lovelace", call_id="call-0", at=T0)
+    harness.store.recipients[key] = RecipientDocument(
+        key=key,
+        agent_id="acme",
+        to="+14155550100",
+        data_collected={"full_name": value, "not_a_field_of_acme": value},
+    )
+
+
+async def test_known_data_from_earlier_calls_counts_as_collected() -> None:
+    harness = Harness()
+    _known_recipient(harness)
+    await harness.start()
+    [greeting] = [e for e in harness.events.published if isinstance(e, CallTurnRecorded)]
+    assert greeting.data_collected == {"full_name": "Ada Lovelace"}
+    session = harness.ports.sessions.evict("call-1")
+    assert session is not None
+    status = collection_status(session)
+    assert "Known from earlier calls (do not ask for these again): full_name=Ada Lovelace" in status
+    assert "- full_name" not in status
+
+
+async def test_known_data_is_reconfirmed_when_the_agent_says_so() -> None:
+    harness = Harness()
+    harness.store.agents["acme"] = make_agent(reconfirm_known_data=True)
+    _known_recipient(harness)
+    await harness.start()
+    [greeting] = [e for e in harness.events.published if isinstance(e, CallTurnRecorded)]
+    assert greeting.data_collected == {}
+    session = harness.ports.sessions.evict("call-1")
+    assert session is not None
+    status = collection_status(session)
+    assert "Known from earlier calls: full_name=Ada Lovelace. Confirm each" in status
+    assert "- full_name" in status

@@ -6,6 +6,7 @@ import pytest
 from dialog_doubles import T0, make_session, said
 
 from callbot.dialog.domain.actions import ModelAnswer, OptOut, RecordData, parse_tool_call
+from callbot.dialog.domain.deterministic import deterministic_answer
 from callbot.dialog.domain.opt_out import is_opt_out_request
 from callbot.dialog.domain.policy import answer_without_model, apply_model_answer, user_turn
 
@@ -69,3 +70,9 @@ def test_the_model_tool_ends_the_call_with_opt_out_and_keeps_recorded_data() -> 
     assert exchange.ending.ended_by == "opt_out"
     assert exchange.spoken.content == session.agent.opt_out_message
     assert exchange.data_collected["full_name"] == "Ada Lovelace"
+
+
+def test_the_deterministic_policy_turns_the_opt_out_intent_into_the_opt_out_action() -> None:
+    session = make_session(turns=[GREETING])
+    heard = user_turn(1, "Stop calling me.", None, T0)
+    assert deterministic_answer(session, heard).actions == (OptOut("the callee asked"),)

@@ -8,6 +8,7 @@ from dialog_doubles import make_agent, make_call, make_session, said
 
 from callbot.common.calls import Turn
 from callbot.dialog.domain.past_calls import (
+    CHARS_PER_TOKEN,
     MAX_CONTEXT_CHARS,
     TURNS_PER_CALL,
     summarise_past_call,
@@ -101,3 +102,15 @@ def test_past_calls_are_bounded_in_size() -> None:
     kept = summarise_past_calls(many)
     assert 0 < len(kept) < 20
     assert sum(len(past.describe()) for past in kept) <= MAX_CONTEXT_CHARS
+
+
+def test_the_past_calls_token_budget_bounds_the_context() -> None:
+    calls = [
+        make_call(f"old-{n}", status="completed", summary="Ada gave her name. " * 10)
+        for n in range(5)
+    ]
+    everything = summarise_past_calls(calls, token_budget=2000)
+    assert len(everything) == 5
+    size = len(everything[0].describe())
+    two = summarise_past_calls(calls, token_budget=(2 * size + 10) // CHARS_PER_TOKEN)
+    assert [past.call_id for past in two] == ["old-0", "old-1"]

@@ -49,6 +49,8 @@ class RecipientStoreContract:
             "call-006",
             "opt_out",
         )
+        assert expected.last_outcome.callback_request is not None
+        assert expected.last_outcome.callback_request.said == "call me next week"
         assert expected.opted_out is not None
         assert expected.opted_out.call_id == "call-005"
         assert expected.profile == {"tier": "silver"}

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallbackRequest, CallDocument
-from callbot.common.contracts import CallEvent, utcnow
+from callbot.common.contracts import CallEvent, CallSummarized, utcnow
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.persistence.domain.completion import recording_missed_completion
 from callbot.persistence.domain.projection import project
@@ -299,6 +299,29 @@ class CallStoreContract:
         with pytest.raises(ValueError, match="unknown call status"):
             await store.apply(script.status("ringing-ish", 1, 1))
         assert await store.get(script.call_id) is None
+
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_summaries_in_any_order_keep_the_latest(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        summaries = [
+            CallSummarized(
+                call_id=script.call_id,
+                summary=text,
+                model=model,
+                summarized_at=script.at(at),
+            )
+            for text, model, at in (
+                ("Ada gave her name.", "deterministic", 40),
+                ("Ada gave her name and email.", "gpt-test", 45),
+                ("A tie, lesser text.", "gpt-test", 45),
+            )
+        ]
+        events = [*script.whole_call(), *summaries]
+        await _apply_all(store, script.shuffled_with_duplicates(events, seed))
+        call = _content(await store.get(script.call_id))
+        assert call == project(events, script.call_id)
+        assert (call.summary, call.summary_model) == ("Ada gave her name and email.", "gpt-test")
 
 
 class TestInMemoryCallStore(CallStoreContract):

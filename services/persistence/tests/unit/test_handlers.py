@@ -17,6 +17,7 @@ from callbot.common.contracts import (
     CallCompleted,
     CallEvent,
     CallRecordingReady,
+    CallSummarized,
     Event,
     utcnow,
 )
@@ -107,6 +108,43 @@ async def test_the_recipient_counts_the_call_before_call_completed_goes_out(
     assert recipient.last_outcome is not None
     assert recipient.last_outcome.ended_by == "system_complete"
     assert recipient.profile == {"name": "Ada"}
+
+
+async def test_call_completed_waits_a_bounded_time_for_the_summary(script: CallScript) -> None:
+    persistence = Persistence()
+    persistence.completions = CallCompletionPublisher(
+        persistence.calls, persistence.sink, grace_s=0, claim_timeout_s=60, summary_wait_s=5
+    )
+    for event in script.whole_call():
+        await persistence.handle(event)
+    await asyncio.sleep(0.05)
+    assert persistence.sink.of_type(CallCompleted) == []  # waiting for the summary
+    await persistence.handle(
+        CallSummarized(call_id=script.call_id, summary="Ada gave everything.", model="m")
+    )
+    await asyncio.sleep(0.3)
+    [completed] = persistence.sink.of_type(CallCompleted)
+    assert completed.call.summary == "Ada gave everything."  # type: ignore[attr-defined]
+
+
+async def test_call_completed_goes_without_a_summary_that_does_not_come(
+    script: CallScript,
+) -> None:
+    persistence = Persistence()
+    persistence.completions = CallCompletionPublisher(
+        persistence.calls, persistence.sink, grace_s=0, claim_timeout_s=60, summary_wait_s=0.2
+    )
+    for event in script.whole_call():
+        await persistence.handle(event)
+    await asyncio.sleep(0.5)
+    [completed] = persistence.sink.of_type(CallCompleted)
+    assert completed.call.summary is None  # type: ignore[attr-defined]
+    await persistence.handle(
+        CallSummarized(call_id=script.call_id, summary="Late but kept.", model="m")
+    )
+    stored = await persistence.calls.get(script.call_id)
+    assert stored is not None
+    assert stored.summary == "Late but kept."
 
 
 async def test_the_grace_period_lets_a_late_ending_land_first(script: CallScript) -> None:

@@ -134,6 +134,12 @@ class Agent(_Model):
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)
+    # Earlier calls reach the model within this many tokens (about 4 characters
+    # each): summaries, or clipped turns for calls without one.
+    past_calls_token_budget: int = Field(default=1000, ge=50, le=20000)
+    # False: what the recipient gave in earlier calls counts as collected and is
+    # not asked again. True: the agent confirms each known value with the callee.
+    reconfirm_known_data: bool = False
     mcp: McpServers = ()
     knowledge: tuple[str, ...] = ()
     transport: Transport = GatherTransport()

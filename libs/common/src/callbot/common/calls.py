@@ -136,6 +136,8 @@ class CallDocument(_Model):
     data_collected: dict[str, Any] = Field(default_factory=dict)
     data_complete: bool = False
     summary: str | None = None
+    summary_model: str | None = None  # the model that wrote it, or "deterministic"
+    summarized_at: datetime | None = None
     recording: Recording | None = None
     # persistence's outbox bookkeeping: when a publisher took the job of sending
     # `call.completed` (a stale claim is retried), and when the broker confirmed it.

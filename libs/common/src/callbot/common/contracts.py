@@ -149,6 +149,18 @@ class CallRecordingUpdated(CallEvent):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+class CallSummarized(CallEvent):
+    """dialog: a summary of a finished call (by the model, or `deterministic`).
+
+    Usually stored before `call.completed` is published, so that event carries
+    it; when the model is slow it comes later and fills in the call document."""
+
+    type: Literal["call.summarized"] = "call.summarized"
+    summary: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    summarized_at: datetime = Field(default_factory=utcnow)
+
+
 class CallRecordingArchived(CallEvent):
     """media: a call's recording is in the recordings bucket, its size and
     SHA-256 checked by reading it back (and, when so configured, deleted at
@@ -228,6 +240,7 @@ AnyEvent = Annotated[
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
+    | CallSummarized
     | CallRecordingArchived
     | CallCompleted
     | CallRecordingReady

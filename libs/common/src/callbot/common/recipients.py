@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from callbot.common.calls import CallStatus, EndedBy
+from callbot.common.calls import CallbackRequest, CallStatus, EndedBy
 
 
 def recipient_key(agent_id: str, to: str) -> str:
@@ -38,6 +38,8 @@ class CallOutcome(_Model):
     at: datetime
     status: CallStatus | None = None
     ended_by: EndedBy | None = None
+    # The callee asked to be called back (at `when`, if they said a time).
+    callback_request: CallbackRequest | None = None
 
 
 class OptOut(_Model):

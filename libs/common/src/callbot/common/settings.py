@@ -88,6 +88,20 @@ class Settings(BaseSettings):
 
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
+    summary_wait_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="How long call.completed waits (after the grace period) for an answered "
+        "call's summary; later summaries arrive as call.summarized.",
+    )
+    summary_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        le=120,
+        description="dialog's budget for the model's post-call summary; past it (or on an "
+        "error) the deterministic summary is published instead.",
+    )
 
     # Campaigns
     campaigns_gateway_url: str = Field(

@@ -52,6 +52,7 @@ from callbot.dialog.domain.session import Exchange, Session
 from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
 from callbot.dialog.metrics import FALLBACKS
 from callbot.dialog.sessions import SessionRegistry
+from callbot.dialog.summaries import CallSummarizer
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class DialogPorts:
     model: ConversationModel
     events: EventSink
     clock: Callable[[], datetime] = utcnow
+    summaries: CallSummarizer | None = None  # post-call summaries (call.summarized)
 
 
 async def handle_request(
@@ -136,11 +138,14 @@ async def handle_turn(request: DialogTurn, deadline: Deadline, ports: DialogPort
 
 
 async def handle_event(event: AnyEvent, ports: DialogPorts) -> None:
-    """`agent.updated` drops the cached agent; a terminal `call.status` ends the session."""
+    """`agent.updated` drops the cached agent; a terminal `call.status` ends the
+    session, and the replica that held it summarizes the call."""
     if isinstance(event, AgentUpdated):
         ports.agents.drop(event.agent_id)
     elif isinstance(event, CallStatusChanged) and event.status in TERMINAL_STATUSES:
-        ports.sessions.evict(event.call_id)
+        session = ports.sessions.evict(event.call_id)
+        if session is not None and ports.summaries is not None and session.turns:
+            ports.summaries.summarize(session)
 
 
 def _recorded_answer(session: Session, request: DialogTurn) -> DialogReply | None:

@@ -131,3 +131,33 @@ def to_answer(completion: ChatCompletion) -> ModelAnswer:
             actions.append(parse_tool_call(function.name, function.arguments or ""))
     # The reply is spoken, stored, published and logged: no lone surrogates.
     return ModelAnswer(text=well_formed_text(message.content or ""), actions=tuple(actions))
+
+
+class OpenAISummaries:
+    """The post-call summary: one chat completion, no tools, its own timeout."""
+
+    def __init__(self, settings: Settings) -> None:
+        api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+        self._model = settings.llm_model
+
+    async def summarize(self, messages: list[dict[str, str]], timeout_s: float) -> tuple[str, str]:
+        async with asyncio.timeout(timeout_s):
+            completion = await self._client.post(
+                "/chat/completions",
+                body={"model": self._model, "messages": messages, "max_tokens": 200},
+                cast_to=ChatCompletion,
+                options={"timeout": timeout_s},
+            )
+        text = well_formed_text(completion.choices[0].message.content or "").strip()
+        if not text:
+            raise ModelUnavailable("the summary model answered with no text")
+        return text, completion.model or self._model
+
+    async def close(self) -> None:
+        await self._client.close()

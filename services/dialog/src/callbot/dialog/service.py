@@ -47,10 +47,11 @@ from callbot.dialog.handlers import (
     handle_event,
     handle_request,
 )
-from callbot.dialog.llm import OpenAIConversation
+from callbot.dialog.llm import OpenAIConversation, OpenAISummaries
 from callbot.dialog.mcp_tools import AgentToolbox
 from callbot.dialog.sessions import CallNotFound, SessionRegistry
 from callbot.dialog.store import DialogStore, MongoDialogStore
+from callbot.dialog.summaries import CallSummarizer
 from callbot.dialog.tool_conversation import ToolUsingConversation
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class DialogService:
         self._connection: AbstractRobustConnection | None = None
         self._mongo: AsyncMongoClient[Document] | None = None
         self._llm: OpenAIConversation | None = None
+        self._summary_model: OpenAISummaries | None = None
+        self._summarizer: CallSummarizer | None = None
         self._toolbox: AgentToolbox | None = None
         self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
         self._consumer: EventConsumer | None = None
@@ -95,11 +98,17 @@ class DialogService:
 
         store = self._store or self._open_mongo_store()
         agents = AgentCache(store)
+        if settings.llm_configured:
+            self._summary_model = OpenAISummaries(settings)
+        self._summarizer = CallSummarizer(
+            self._summary_model, publisher, timeout_s=settings.summary_timeout_s
+        )
         ports = DialogPorts(
             sessions=SessionRegistry(store, agents, max_size=settings.dialog_session_cache_size),
             agents=agents,
             model=self._conversation_model(),
             events=publisher,
+            summaries=self._summarizer,
         )
 
         self._events_queue = await rpc_channel.declare_queue(
@@ -173,10 +182,14 @@ class DialogService:
             await self._rpc.stop()
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._summarizer is not None:
+            await self._summarizer.close()
         if self._connection is not None:
             await self._connection.close()
         if self._llm is not None:
             await self._llm.close()
+        if self._summary_model is not None:
+            await self._summary_model.close()
         if self._toolbox is not None:
             await self._toolbox.client.close()
         if self._mongo is not None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument
@@ -78,9 +79,11 @@ class SessionRegistry:
         self._sessions.put(session.call_id, session)
         SESSIONS_LIVE.set(len(self._sessions))
 
-    def evict(self, call_id: str) -> None:
-        self._sessions.pop(call_id)
+    def evict(self, call_id: str) -> Session | None:
+        """Drop the call's session; returns it when this replica held it."""
+        session = self._sessions.pop(call_id)
         SESSIONS_LIVE.set(len(self._sessions))
+        return session
 
     async def for_start(self, request: DialogStart) -> Session:
         cached = self._sessions.get(request.call_id)
@@ -102,6 +105,10 @@ class SessionRegistry:
             session = Session.from_document(document, agent, ())
         to = (document.to if document else None) or request.to
         session.past_conversations = await self._past_conversations(agent, to, request.call_id)
+        session.known_data = await self._known_data(agent, to)
+        if not agent.reconfirm_known_data:
+            # What earlier calls collected counts as collected: not asked again.
+            session.data_collected = {**session.known_data, **session.data_collected}
         self.keep(session)
         return session
 
@@ -140,7 +147,19 @@ class SessionRegistry:
             )
         agent = await self._agents.get(document.agent_id)
         past = await self._past_conversations(agent, document.to, call_id)
-        return Session.from_document(document, agent, past)
+        session = Session.from_document(document, agent, past)
+        session.known_data = await self._known_data(agent, document.to)
+        return session
+
+    async def _known_data(self, agent: Agent, to: str | None) -> dict[str, Any]:
+        """The recipient's values for the agent's fields, from earlier calls."""
+        if not to:
+            return {}
+        recipient = await self._store.load_recipient(agent.agent_id, to)
+        if recipient is None:
+            return {}
+        known = recipient.known_data()
+        return {item.name: known[item.name] for item in agent.data_to_fill if item.name in known}
 
     async def _past_conversations(
         self, agent: Agent, to: str | None, call_id: str
@@ -148,7 +167,7 @@ class SessionRegistry:
         if not to or agent.past_calls == 0:
             return ()
         documents = await self._store.load_past_calls(agent.agent_id, to, call_id, agent.past_calls)
-        return summarise_past_calls(documents)
+        return summarise_past_calls(documents, agent.past_calls_token_budget)
 
     async def _poll_call(
         self, call_id: str, ready: Callable[[CallDocument | None], bool], wait_s: float

@@ -14,7 +14,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
 from callbot.common.calls import TERMINAL_STATUSES, CallDocument
-from callbot.common.mongo import AGENTS, CALLS, Document
+from callbot.common.mongo import AGENTS, CALLS, RECIPIENTS, Document
+from callbot.common.recipients import RecipientDocument, recipient_key
 
 # What the past-calls context uses; the rest of those documents stays on the server.
 _PAST_CALL_FIELDS = dict.fromkeys(
@@ -36,11 +37,16 @@ class DialogStore(Protocol):
         """Finished calls of this agent to this number, newest first."""
         ...
 
+    async def load_recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        """What persistence keeps about this agent's number (its `recipients` document)."""
+        ...
+
 
 class MongoDialogStore:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._agents = database[AGENTS]
         self._calls = database[CALLS]
+        self._recipients = database[RECIPIENTS]
 
     async def load_agent(self, agent_id: str) -> Agent | None:
         document = await self._agents.find_one({"_id": agent_id})
@@ -71,6 +77,10 @@ class MongoDialogStore:
         )
         return [CallDocument.model_validate(document) async for document in cursor]
 
+    async def load_recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        document = await self._recipients.find_one({"_id": recipient_key(agent_id, to)})
+        return None if document is None else RecipientDocument.model_validate(document)
+
 
 class InMemoryDialogStore:
     """The store's fake for unit tests: the same answers as MongoDB, from dicts."""
@@ -78,6 +88,10 @@ class InMemoryDialogStore:
     def __init__(self) -> None:
         self.agents: dict[str, Agent] = {}
         self.calls: dict[str, CallDocument] = {}
+        self.recipients: dict[str, RecipientDocument] = {}
+
+    async def load_recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
+        return self.recipients.get(recipient_key(agent_id, to))
 
     async def load_agent(self, agent_id: str) -> Agent | None:
         return self.agents.get(agent_id)

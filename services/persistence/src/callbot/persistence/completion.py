@@ -18,6 +18,13 @@ after `claim_timeout_s`; the sweeper (every `COMPLETED_SWEEP_INTERVAL_S`, and
 at start-up) finds such calls and publishes again. Subscribers may therefore
 see a duplicate, never a gap; `call_id` is their idempotency key.
 
+Why a summary wait: dialog summarizes an answered call once it hears its
+terminal status (`call.summarized`). After the grace period, publication waits
+up to `summary_wait_s` more for that summary to be stored, so `call.completed`
+usually carries it; a slower summary (the model is slow or failing) does not
+hold the event back longer: it is published without, and the summary fills in
+the call document when `call.summarized` comes.
+
 Why a grace period: Twilio's status callback (through gateway) and dialog's
 `call.ending` and last `call.turn` race on different publishers, and the
 status often wins. Publication is scheduled `grace_s` after the terminal
@@ -37,7 +44,7 @@ from typing import Literal, Protocol
 
 from callbot.common.contracts import Event, utcnow
 from callbot.common.logs import log_context
-from callbot.persistence.domain.completion import call_completed_event
+from callbot.persistence.domain.completion import awaits_summary, call_completed_event
 from callbot.persistence.metrics import COMPLETION_FAILURES, COMPLETIONS_PUBLISHED
 from callbot.persistence.recipient_store import RecipientStore
 from callbot.persistence.store import CallStore, Clock
@@ -47,6 +54,7 @@ log = logging.getLogger(__name__)
 Trigger = Literal["finalized", "sweeper"]
 
 SWEEP_BATCH = 100
+SUMMARY_POLL_S = 0.1
 
 
 class EventSink(Protocol):
@@ -65,7 +73,9 @@ class CallCompletionPublisher:
         claim_timeout_s: float,
         clock: Clock = utcnow,
         recipients: RecipientStore | None = None,
+        summary_wait_s: float = 0.0,
     ) -> None:
+        self._summary_wait_s = summary_wait_s
         self._calls = calls
         self._recipients = recipients
         self._events = events
@@ -82,7 +92,25 @@ class CallCompletionPublisher:
 
     async def _publish_after_grace(self, call_id: str) -> None:
         await asyncio.sleep(self._grace_s)
+        await self._wait_for_summary(call_id)
         await self.publish(call_id, trigger="finalized")
+
+    async def _wait_for_summary(self, call_id: str) -> None:
+        """Until the call's summary is stored, for at most `summary_wait_s`."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._summary_wait_s
+        while loop.time() < give_up_at:
+            try:
+                call = await self._calls.get(call_id)
+            except Exception:
+                return  # publish() meets the same error, logs it and leaves it to the sweeper
+            if call is None or not awaits_summary(call):
+                return
+            await asyncio.sleep(SUMMARY_POLL_S)
+        log.info(
+            "no summary within the wait; call.completed goes without, call.summarized fills it in",
+            extra={"summary_wait_s": self._summary_wait_s},
+        )
 
     async def publish(self, call_id: str, *, trigger: Trigger) -> bool:
         """Claim, publish, mark. False when there was nothing to do (already

@@ -119,6 +119,7 @@ class PersistenceService:
             grace_s=self._completion_grace_s,
             claim_timeout_s=self._claim_timeout_s,
             recipients=recipients,
+            summary_wait_s=settings.summary_wait_s,
         )
         self._completions = completions
         self._consumer = EventConsumer(

@@ -31,6 +31,7 @@ from callbot.common.contracts import (
     CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallSummarized,
     CallTurnRecorded,
     utcnow,
 )
@@ -321,6 +322,21 @@ def _recording(event: CallRecordingUpdated) -> list[ConditionalUpdate]:
     fields: Document = {f"recording.{name}": value for name, value in recording.items()}
     if event.call_sid is not None:
         fields["call_sid"] = event.call_sid
+    return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+
+
+@mongo_updates.register
+def _summarized(event: CallSummarized) -> list[ConditionalUpdate]:
+    # summary_applies: nothing stored, or an earlier (or same-time, lesser) summary.
+    at, text = event.summarized_at, event.summary
+    condition = {
+        "$or": [
+            {"summarized_at": None},
+            {"summarized_at": {"$lt": at}},
+            {"summarized_at": at, "summary": {"$lt": text}},
+        ]
+    }
+    fields = {"summary": text, "summary_model": event.model, "summarized_at": at}
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
 
 

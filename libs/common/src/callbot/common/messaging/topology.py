@@ -22,6 +22,7 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.ending",
     "call.status",
     "call.recording",
+    "call.summarized",
     "call.recording_archived",
 )
 # The media worker archives every finished recording.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from callbot.common.agents import DataField
 from callbot.common.calls import Turn
-from callbot.dialog.domain.actions import ModelAnswer, RecordData, RequestCallback
+from callbot.dialog.domain.actions import ModelAnswer, OptOut, RecordData, RequestCallback
 from callbot.dialog.domain.session import Session
 from callbot.dialog.domain.utterance import classify, clip
 from callbot.dialog.domain.validators import (
@@ -52,6 +52,8 @@ def deterministic_answer(session: Session, heard: Turn) -> ModelAnswer:
             text="", actions=(RecordData(asked.name, extract_value(asked, heard.content, region)),)
         )
     match intent.kind:
+        case "opt_out":
+            return ModelAnswer(text="", actions=(OptOut("the callee asked"),))
         case "refusal" | "call_later":
             said = clip(heard.content)[:500]
             return ModelAnswer(

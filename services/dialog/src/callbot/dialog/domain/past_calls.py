@@ -17,6 +17,7 @@ from callbot.common.calls import CallDocument
 TURNS_PER_CALL = 6
 MAX_LINE_CHARS = 300
 MAX_SUMMARY_CHARS = 600
+CHARS_PER_TOKEN = 4  # the usual estimate for English text
 MAX_CONTEXT_CHARS = 4000
 
 
@@ -71,14 +72,18 @@ def summarise_past_call(document: CallDocument) -> PastConversation:
     )
 
 
-def summarise_past_calls(documents: Iterable[CallDocument]) -> tuple[PastConversation, ...]:
-    """Newest first, as many whole calls as fit in `MAX_CONTEXT_CHARS`."""
+def summarise_past_calls(
+    documents: Iterable[CallDocument], token_budget: int = MAX_CONTEXT_CHARS // CHARS_PER_TOKEN
+) -> tuple[PastConversation, ...]:
+    """Newest first, as many whole calls as fit in `token_budget` (estimated
+    at `CHARS_PER_TOKEN` characters a token)."""
+    max_chars = token_budget * CHARS_PER_TOKEN
     kept: list[PastConversation] = []
     used = 0
     for document in documents:
         conversation = summarise_past_call(document)
         size = len(conversation.describe())
-        if used + size > MAX_CONTEXT_CHARS:
+        if used + size > max_chars:
             break
         kept.append(conversation)
         used += size

@@ -78,6 +78,15 @@ def collection_status(session: Session) -> str:
     if session.data_collected:
         collected = ", ".join(f"{key}={value}" for key, value in session.data_collected.items())
         lines.append(f"Already collected: {collected}.")
+    if session.known_data:
+        known = ", ".join(f"{key}={value}" for key, value in session.known_data.items())
+        if session.agent.reconfirm_known_data:
+            lines.append(
+                f"Known from earlier calls: {known}. Confirm each with the callee, and record "
+                "it again (corrected if need be)."
+            )
+        else:
+            lines.append(f"Known from earlier calls (do not ask for these again): {known}.")
     for rejection in session.rejections:
         if rejection.field:
             lines.append(

@@ -60,6 +60,8 @@ class Session:
     past_conversations: tuple[PastConversation, ...] = ()
     turns: list[Turn] = field(default_factory=list)
     data_collected: dict[str, Any] = field(default_factory=dict)
+    # What earlier calls collected (the recipient record), for the agent's fields.
+    known_data: dict[str, Any] = field(default_factory=dict)
     ended_by: EndedBy | None = None
     rejections: tuple[Rejection, ...] = ()
 

@@ -19,7 +19,9 @@ from typing import Literal
 # The longest real utterance is a few hundred words; anything past this is not speech.
 MAX_UTTERANCE_CHARS = 2000
 
-IntentKind = Literal["answer", "call_later", "refusal", "dont_know", "question", "correction"]
+IntentKind = Literal[
+    "answer", "opt_out", "call_later", "refusal", "dont_know", "question", "correction"
+]
 
 _PUNCTUATION = ".,!?;:\"'()"
 
@@ -42,6 +44,37 @@ class IntentRule:
 
 
 INTENT_RULES: list[IntentRule] = [
+    # First: "stop calling me" and "I don't want to be called" are opt-outs, not
+    # refusals of this call. Specific phrases only: "call me later" is not one.
+    IntentRule(
+        "opt_out",
+        (
+            "take me off your list",
+            "take me off the list",
+            "take me off this list",
+            "take me off your calling list",
+            "take me off of your list",
+            "remove me from your list",
+            "remove me from the list",
+            "remove me from your calling list",
+            "remove me from your call list",
+            "remove my number",
+            "don't call me again",
+            "do not call me again",
+            "don't ever call me",
+            "never call me",
+            "don't call me anymore",
+            "don't call this number",
+            "do not call this number",
+            "stop calling",
+            "do not call list",
+            "i don't want to be called",
+            "i do not want to be called",
+            "i don't want any more calls",
+            "i don't want these calls",
+            "unsubscribe",
+        ),
+    ),
     IntentRule(
         "call_later",
         (
@@ -86,7 +119,6 @@ INTENT_RULES: list[IntentRule] = [
             "i don't want to give",
             "none of your business",
             "leave me alone",
-            "stop calling",
         ),
     ),
     IntentRule(

@@ -33,3 +33,9 @@ def recording_ready_event(call: CallDocument) -> CallRecordingReady:
     if call.recording is None:
         raise ValueError(f"call {call.call_id} has no recording to announce")
     return CallRecordingReady(call_id=call.call_id, recording=call.recording)
+
+
+def awaits_summary(call: CallDocument) -> bool:
+    """dialog summarizes the calls it held a conversation in (answered ones)
+    and the summary is not stored yet."""
+    return call.answered_at is not None and call.summary is None

@@ -19,6 +19,7 @@ persistence through several publishers, retries and replicas:
   document never disagree;
 - a finished recording is never replaced by an unfinished one, and its
   `archive` (the media worker's copy) is kept whichever event lands first;
+- the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
 - `answered_at` is the earliest answer (gateway publishes one per answer
   webhook, and Twilio may repeat the webhook).
 
@@ -28,6 +29,7 @@ persistence through several publishers, retries and replicas:
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import singledispatch
 from typing import Any
 
@@ -40,6 +42,7 @@ from callbot.common.contracts import (
     CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallSummarized,
     CallTurnRecorded,
 )
 from callbot.persistence.domain.status import (
@@ -58,6 +61,7 @@ PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallEnding,
     CallStatusChanged,
     CallRecordingUpdated,
+    CallSummarized,
     CallRecordingArchived,
 )
 
@@ -166,6 +170,28 @@ def _recording(event: CallRecordingUpdated, call: CallDocument) -> CallDocument:
     if event.call_sid is not None:
         changes["call_sid"] = event.call_sid
     return _changed(call, **changes)
+
+
+@_apply.register
+def _summarized(event: CallSummarized, call: CallDocument) -> CallDocument:
+    if summary_applies(call.summarized_at, call.summary, event):
+        call = _changed(
+            call,
+            summary=event.summary,
+            summary_model=event.model,
+            summarized_at=event.summarized_at,
+        )
+    return call
+
+
+def summary_applies(
+    stored_at: datetime | None, stored_summary: str | None, event: CallSummarized
+) -> bool:
+    """The latest summary wins (ties: the greater text), so replicas that both
+    summarized a call converge on one, in any order."""
+    if stored_at is None:
+        return True
+    return (event.summarized_at, event.summary) > (stored_at, stored_summary or "")
 
 
 @_apply.register

@@ -96,7 +96,13 @@ def project_recipient(calls: list[CallDocument], agent_id: str, to: str) -> Reci
 
 
 def outcome_of(call: CallDocument, at: datetime) -> CallOutcome:
-    return CallOutcome(call_id=call.call_id, at=at, status=call.status, ended_by=call.ended_by)
+    return CallOutcome(
+        call_id=call.call_id,
+        at=at,
+        status=call.status,
+        ended_by=call.ended_by,
+        callback_request=call.callback_request,
+    )
 
 
 def collected_values(call: CallDocument) -> list[tuple[str, Any]]:
