@@ -300,6 +300,9 @@ class DialogTurn(Message):
     seq: int = Field(ge=1)
     speech: str = ""
     confidence: float | None = None
+    # ConversationRelay: the line the callee spoke over before this turn, as far
+    # as they heard it (also published as `call.turn_interrupted`).
+    interrupted_line: Turn | None = None
 
 
 class GatherSpec(Message):

@@ -174,6 +174,8 @@ async def handle_turn(
     async with ports.sessions.exclusive(request.call_id):
         wait_s = min(MAX_PERSISTENCE_WAIT_S, max(deadline.remaining() / 3, 0.0))
         session = await ports.sessions.for_turn(request.call_id, request.seq, wait_s)
+        if request.interrupted_line is not None:
+            session.heard_interruption(request.interrupted_line)
         recorded = _recorded_answer(session, request)
         if recorded is not None:
             log.info(

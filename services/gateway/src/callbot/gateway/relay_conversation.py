@@ -75,6 +75,9 @@ class RelayConversation:
         self._inputs: asyncio.Queue[str] = asyncio.Queue()
         self._answering: asyncio.Task[None] | None = None
         self._ended = False
+        # The line last cut by an interrupt: it goes with the next turn too, so
+        # dialog answers from what was heard whichever message reaches it first.
+        self._cut: Turn | None = None
 
     async def run(self) -> None:
         with log_context(call_id=self._call_id):
@@ -150,7 +153,8 @@ class RelayConversation:
     async def _answer(self, speech: str) -> None:
         seq = self._next_seq
         line = _Line(seq=seq + 1)
-        turn = DialogTurn(call_id=self._call_id, seq=seq, speech=speech)
+        turn = DialogTurn(call_id=self._call_id, seq=seq, speech=speech, interrupted_line=self._cut)
+        self._cut = None
         stream: RpcStream[DialogReply | RpcFailure] | None = None
         reply: DialogReply | RpcFailure | None = None
         deadline_s = self._resources.settings.dialog_deadline_ms / 1000
@@ -192,7 +196,6 @@ class RelayConversation:
         """The call ends: `end` now; the closing line is spoken by the
         `<Connect action>` answer, whole, before the hang-up."""
         self._ended = True
-        await self._send(RelayText(token="", last=True))
         handoff = RelayHandoff(
             call_id=self._call_id,
             say=closing,
@@ -214,6 +217,7 @@ class RelayConversation:
             return  # nothing stored to cut (a fallback line; the closing line is said by <Say>)
         heard = message.utterance_until_interrupt
         cut = Turn(seq=line.seq, role="assistant", content=heard, at=utcnow(), interrupted=True)
+        self._cut = cut
         log.info("the callee interrupted", extra={"seq": line.seq, "heard_chars": len(heard)})
         await publish_best_effort(
             self._resources.publisher,
