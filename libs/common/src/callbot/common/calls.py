@@ -75,6 +75,9 @@ class Turn(_Model):
     # gateway spoke this line (`callbot.common.fallback_lines`) because dialog
     # missed the turn deadline; a late reply from dialog never replaces it.
     fallback: bool = False
+    # The callee spoke over this line (ConversationRelay barge-in): `content` is
+    # only what they heard before the interruption.
+    interrupted: bool = False
 
 
 def user_turn(seq: int, speech: str, confidence: float | None, at: datetime) -> Turn:

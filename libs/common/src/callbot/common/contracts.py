@@ -25,6 +25,7 @@ from callbot.common.calls import (
     RecordingArchive,
     Turn,
 )
+from callbot.common.transport import GatherTransport, Transport
 
 SCHEMA_VERSION = 1
 
@@ -153,6 +154,22 @@ class CallTurnRecorded(CallEvent):
         return self.turns[-1].seq
 
 
+class CallTurnInterrupted(CallEvent):
+    """gateway: the callee spoke over an assistant line (ConversationRelay
+    `interrupt`); `turn` is that line as far as they heard it, marked
+    `interrupted`. It replaces the line `call.turn` stored at the same seq, in
+    whichever order the two arrive; a turn already marked interrupted stays."""
+
+    type: Literal["call.turn_interrupted"] = "call.turn_interrupted"
+    turn: Turn
+
+    @model_validator(mode="after")
+    def _an_interrupted_assistant_line(self) -> CallTurnInterrupted:
+        if self.turn.role != "assistant" or not self.turn.interrupted:
+            raise ValueError("call.turn_interrupted carries an assistant turn marked interrupted")
+        return self
+
+
 class CallEnding(CallEvent):
     """dialog: it decided to hang up."""
 
@@ -279,6 +296,7 @@ AnyEvent = Annotated[
     | CallAnsweredBy
     | CallFallbackSpoken
     | CallTurnRecorded
+    | CallTurnInterrupted
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
@@ -326,6 +344,9 @@ class DialogTurn(Message):
     confidence: float | None = None
     # The callee heard gateway's fallback line (not dialog's reply) at `seq - 1`.
     after_fallback: bool = False
+    # ConversationRelay: the line the callee spoke over before this turn, as far
+    # as they heard it (also published as `call.turn_interrupted`).
+    interrupted_line: Turn | None = None
 
 
 class GatherSpec(Message):
@@ -349,6 +370,9 @@ class DialogReply(Message):
     next_seq: int = Field(ge=1)
     gather: GatherSpec = GatherSpec()
     ended_by: EndedBy | None = None
+    # The agent's transport: a `gather` reply is rendered as `<Gather>` TwiML; a
+    # `conversation_relay` greeting opens the call's relay WebSocket instead.
+    transport: Transport = GatherTransport()
 
 
 class AgentSave(Message):

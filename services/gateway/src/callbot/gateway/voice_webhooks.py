@@ -26,6 +26,7 @@ from callbot.common.contracts import (
     utcnow,
 )
 from callbot.common.logs import log_context
+from callbot.common.transport import ConversationRelayTransport
 from callbot.gateway.deps import Resources, Webhook
 from callbot.gateway.domain.callback_urls import (
     AMD_STATUS_PATH,
@@ -39,6 +40,7 @@ from callbot.gateway.domain.fallback import (
     turn_fallback_spoken,
     voicemail_fallback,
 )
+from callbot.gateway.domain.relay import relay_socket_url, render_relay_twiml
 from callbot.gateway.domain.twiml import render_hangup_twiml, render_reply_twiml
 from callbot.gateway.domain.webhook_form import optional_float, required_field
 from callbot.gateway.placed_calls import record_orphan
@@ -182,6 +184,20 @@ def _orphan_hangup(call_id: str, kind: str, path: str) -> TwimlResponse:
 
 
 def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
+    transport = reply.transport
+    if isinstance(transport, ConversationRelayTransport) and reply.action == "gather":
+        # The conversation goes on over the call's relay WebSocket.
+        urls = resources.urls
+        return TwimlResponse(
+            render_relay_twiml(
+                socket_url=relay_socket_url(urls.public_base, call_id),
+                call_id=call_id,
+                transport=transport,
+                language=reply.language,
+                greeting=reply.say,
+                action_url=urls.relay_ended(call_id),
+            )
+        )
     action = resources.urls.process_speech(call_id, reply.next_seq)
     return TwimlResponse(render_reply_twiml(reply, action))
 

@@ -34,6 +34,7 @@ from callbot.common.contracts import (
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
+    CallTurnInterrupted,
     CallTurnRecorded,
     utcnow,
 )
@@ -259,6 +260,18 @@ def _answered_by(event: CallAnsweredBy) -> list[ConditionalUpdate]:
         ConditionalUpdate({"answered_by": None}, {"$set": {"answered_by": event.answered_by}}),
         _VOICEMAIL_WHEN_MACHINE,
     ]
+
+
+@mongo_updates.register
+def _interrupted(event: CallTurnInterrupted) -> list[ConditionalUpdate]:
+    # Replace the line stored at that seq (unless already interrupted), else push it.
+    heard = event.turn
+    stored = heard.model_dump(mode="python")
+    replace = ConditionalUpdate(
+        {"turns": {"$elemMatch": {"seq": heard.seq, "interrupted": {"$ne": True}}}},
+        {"$set": {"turns.$": stored}},
+    )
+    return [replace, _push_once(heard)]
 
 
 def _push_once(turn: Turn) -> ConditionalUpdate:
