@@ -19,6 +19,7 @@ from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
     results_api,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
     ):
         app.include_router(module.router)
     return app
