@@ -34,7 +34,7 @@ class OpenAITranscriber:
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
-            base_url=settings.openai_base_url,
+            base_url=settings.openai_base_url or None,  # compose passes "" when unset
             max_retries=0,
             timeout=settings.transcription_timeout_s,
         )

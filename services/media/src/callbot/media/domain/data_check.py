@@ -6,8 +6,8 @@ transcript hears the whole call again, over the agent too. A value is flagged
 field's kind and none of them is the one collected:
 
 - email: addresses heard, spoken forms included ("ada at example dot com");
-- phone: digit runs of 7 or more (spaces, dashes and dots between digits
-  allowed), compared on their last 10 digits;
+- phone: digit runs of 7 or more (spaces, dashes, dots and brackets between
+  digits allowed), compared on their last 10 digits;
 - number: the numbers heard;
 - choice: the agent's choices heard.
 
@@ -28,7 +28,7 @@ from callbot.common.calls import DataReviewItem, RecordingTranscript
 _EMAIL = re.compile(r"[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 _SPOKEN_AT = re.compile(r"\s+at\s+")
 _SPOKEN_DOT = re.compile(r"\s+dot\s+")
-_PHONE_RUN = re.compile(r"\+?\d(?:[\s.-]?\d){6,}")
+_PHONE_RUN = re.compile(r"\+?\(?\d(?:[\s.()-]{0,2}\d){6,}")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _PHONE_DIGITS_COMPARED = 10
 
