@@ -22,6 +22,7 @@ from callbot.gateway import (
     erasure_api,
     health,
     recordings_api,
+    relay_socket,
     results_api,
     status_webhooks,
     voice_webhooks,
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         results_api,
         recordings_api,
         erasure_api,
+        relay_socket,
     ):
         app.include_router(module.router)
     install_console(app)
