@@ -19,8 +19,10 @@ from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
+    relay_socket,
     results_api,
     status_webhooks,
     voice_webhooks,
@@ -70,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
+        relay_socket,
     ):
         app.include_router(module.router)
     install_console(app)
