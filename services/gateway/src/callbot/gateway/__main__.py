@@ -11,6 +11,7 @@ import uvicorn
 from callbot.common.lifecycle import check_dependencies_until_signalled, run_or_exit
 from callbot.common.logs import configure_logging
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import configure_tracing
 from callbot.gateway.resources import GatewayMisconfigured, check_settings, wait_for_dependencies
 
 log = logging.getLogger("callbot.common.lifecycle")
@@ -38,6 +39,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     settings = load_settings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway", settings)
     try:
         check_settings(settings)
     except GatewayMisconfigured as exc:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import instrument_app
 from callbot.gateway import (
     agents_api,
     calls_api,
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recordings_api,
     ):
         app.include_router(module.router)
+    instrument_app(app)  # the webhook's server span, when tracing is on
     return app
 
 
