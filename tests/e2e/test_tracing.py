@@ -6,6 +6,7 @@ variables pointing at an OTLP/HTTP receiver in this test process
 calls a tool on the MCP test server (another process). The spans of a turn
 must form one tree under gateway's webhook span, cross both RabbitMQ hops
 (the `dialog.rpc` request, the `call.turn` event), and carry the `call_id`.
+Then the receiver goes away, as a collector may: calls go on as before.
 """
 
 from __future__ import annotations
@@ -67,16 +68,8 @@ def _rule(response: dict[str, Any], **match: str) -> dict[str, Any]:
     }
 
 
-def _one(spans: list[ReceivedSpan], service: str, kind: str, name: str) -> ReceivedSpan:
-    found = [s for s in spans if (s.service, s.kind, s.name) == (service, kind, name)]
-    assert len(found) == 1, f"{service} {kind} {name!r}: {len(found)} spans, wanted one"
-    return found[0]
-
-
-def test_a_turn_is_one_trace_across_gateway_dialog_and_persistence(
-    e2e: E2EStack, receiver: OtlpReceiver, mcp_server: McpServerProcess
-) -> None:
-    to = "+15005550401"
+def _orders_agent(e2e: E2EStack, mcp_server: McpServerProcess, to: str) -> None:
+    """The agent, its scripted model (a tool call, then the answer) and a callee at `to`."""
     e2e.put_agent(
         "e2e-traced",
         agent_definition(
@@ -92,7 +85,20 @@ def test_a_turn_is_one_trace_across_gateway_dialog_and_persistence(
             _rule({"tool_calls": [lookup]}, last_user_regex="order 1042"),
         ]
     )
-    e2e.add_scenario({"name": "traced", "to": to, "steps": [{"say": QUESTION}]})
+    e2e.add_scenario({"name": f"traced-{to}", "to": to, "steps": [{"say": QUESTION}]})
+
+
+def _one(spans: list[ReceivedSpan], service: str, kind: str, name: str) -> ReceivedSpan:
+    found = [s for s in spans if (s.service, s.kind, s.name) == (service, kind, name)]
+    assert len(found) == 1, f"{service} {kind} {name!r}: {len(found)} spans, wanted one"
+    return found[0]
+
+
+def test_a_turn_is_one_trace_across_gateway_dialog_and_persistence(
+    e2e: E2EStack, receiver: OtlpReceiver, mcp_server: McpServerProcess
+) -> None:
+    to = "+15005550401"
+    _orders_agent(e2e, mcp_server, to)
 
     call = e2e.call("e2e-traced", to, {"name": "Ada"})
     call_id = call.placed.call_id
@@ -172,3 +178,18 @@ def test_a_turn_is_one_trace_across_gateway_dialog_and_persistence(
         f"the call.completed publish of {call_id}",
     )
     assert completed
+
+
+def test_a_collector_that_is_away_loses_spans_never_turns(
+    e2e: E2EStack, receiver: OtlpReceiver, mcp_server: McpServerProcess
+) -> None:
+    to = "+15005550402"
+    _orders_agent(e2e, mcp_server, to)
+    receiver.stop()  # every export from now on is refused
+
+    call = e2e.call("e2e-traced", to, {"name": "Ada"})
+
+    assert call.played.errors == []
+    assert [hook.status_code for hook in call.played.webhooks if hook.status_code >= 400] == []
+    assert call.played.lines("agent")[1:2] == [ANSWER]  # the model's answer, not the fallback
+    assert [turn.content for turn in call.document.turns if turn.role == "user"] == [QUESTION]

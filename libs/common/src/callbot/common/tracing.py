@@ -24,7 +24,10 @@ gets the `call_id` attribute, so one call is found by `call_id`.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -38,6 +41,11 @@ log = logging.getLogger(__name__)
 CALL_ID_ATTRIBUTE = "call_id"
 # The web paths nobody needs a trace of (probes and scrapes, every few seconds).
 UNTRACED_URLS = "/healthz,/readyz,/metrics"
+
+# At exit, the spans still queued get this long to reach the collector. The
+# exporter retries a batch for up to OTEL_EXPORTER_OTLP_TIMEOUT (10 s): a
+# collector that is away must not hold a stopping service that long.
+EXIT_FLUSH_S = 2.0
 
 _TRACER_NAME = "callbot"
 _enabled = False
@@ -64,10 +72,10 @@ def configure_tracing(service: str, settings: Settings) -> bool:
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; what
     # is passed here would override them, so the default name only when unset.
     attributes = {} if settings.otel_service_name else {SERVICE_NAME: service}
-    # The provider flushes and shuts its exporter down at interpreter exit.
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    atexit.register(_flush_at_exit, provider.shutdown)
     PymongoInstrumentor().instrument()
     _enabled = True
     log.info(
@@ -79,6 +87,19 @@ def configure_tracing(service: str, settings: Settings) -> bool:
         },
     )
     return True
+
+
+def _flush_at_exit(shutdown: Callable[[], None]) -> None:
+    """Flush and close the exporter, for at most `EXIT_FLUSH_S` (the SDK's own exit
+    hook would wait for the exporter's retries): on a thread, left behind if late."""
+    flushing = threading.Thread(target=shutdown, name="otel-exit-flush", daemon=True)
+    flushing.start()
+    flushing.join(EXIT_FLUSH_S)
+    if flushing.is_alive():
+        log.warning(
+            "spans not flushed at exit: the collector did not take them in time",
+            extra={"waited_s": EXIT_FLUSH_S},
+        )
 
 
 def instrument_app(app: Any) -> None:

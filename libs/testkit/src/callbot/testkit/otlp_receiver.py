@@ -127,6 +127,11 @@ class OtlpReceiver:
         host, port = server.server_address[:2]
         self.endpoint = f"http://{host!s}:{port}"
 
+    def stop(self) -> None:
+        """Stop answering (a collector gone away): exports are refused from now on."""
+        self._server.shutdown()
+        self._server.server_close()
+
     def spans(self) -> list[ReceivedSpan]:
         with self._server.lock:
             return list(self._server.received)
@@ -154,11 +159,11 @@ def running_otlp_receiver(host: str = "127.0.0.1") -> Iterator[OtlpReceiver]:
     server = _ReceiverServer(host)
     thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
     thread.start()
+    receiver = OtlpReceiver(server)
     try:
-        yield OtlpReceiver(server)
+        yield receiver
     finally:
-        server.shutdown()
-        server.server_close()
+        receiver.stop()
         thread.join(5)
 
 
