@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from callbot.common.agents import Agent
 from callbot.common.campaigns import (
     CAMPAIGN_RESPONSE_ADAPTER,
     CampaignAck,
@@ -42,7 +43,11 @@ from callbot.common.contracts import CampaignCounters, Message, RpcFailure, new_
 from callbot.common.messaging import RpcError, RpcTimeout
 from callbot.gateway.campaign_documents import ATTEMPT_FIELDS
 from callbot.gateway.deps import Resources, require_api_key
-from callbot.gateway.domain.outbound_call import e164_number, missing_variables
+from callbot.gateway.domain.outbound_call import (
+    e164_number,
+    missing_placeholders,
+    missing_variables,
+)
 from callbot.gateway.domain.recipient_rows import BadRecipientRow, csv_rows, json_rows
 from callbot.gateway.resources import GatewayResources
 
@@ -110,16 +115,18 @@ async def create_campaign(request: Request, resources: Resources) -> CampaignVie
             if not isinstance(upload, UploadFile):
                 raise _invalid(["body", "recipients"], "attach the recipients CSV file")
             lines = io.TextIOWrapper(upload.file, encoding="utf-8", newline="")
-            return await _create(settings, csv_rows(lines), resources)
+            return await create_from_rows(settings, csv_rows(lines), resources)
     body = await request.body()
     payload = _parse(CampaignCreateRequest, body, None)
     settings = CampaignSettings.model_validate(payload.model_dump(exclude={"recipients"}))
-    return await _create(settings, json_rows(payload.recipients), resources)
+    return await create_from_rows(settings, json_rows(payload.recipients), resources)
 
 
-async def _create(
+async def create_from_rows(
     settings: CampaignSettings, rows: Iterator[RecipientRow], resources: GatewayResources
 ) -> CampaignView:
+    """Create, fill and start a campaign (the API and the console alike); raises
+    `RequestValidationError` for bad settings or rows, `HTTPException` else."""
     agent = await resources.documents.agent(settings.agent_id)
     if agent is None:
         raise _invalid(["body", "agent_id"], f"agent {settings.agent_id!r} not found")
@@ -129,7 +136,8 @@ async def _create(
     await _rpc(resources, CampaignCreate(campaign_id=campaign_id, settings=settings))
     try:
         total = 0
-        while chunk := await asyncio.to_thread(_take, rows, CHUNK_ROWS):
+        checked = _placeholders_given(rows, agent, settings.variables)
+        while chunk := await asyncio.to_thread(_take, checked, CHUNK_ROWS):
             total += len(chunk)
             if total > MAX_ROWS:
                 raise BadRecipientRow(chunk[-1].row, f"more than {MAX_ROWS} recipients")
@@ -153,6 +161,22 @@ async def _create(
         settings=settings,
         counters=ack.counters or CampaignCounters(),
     )
+
+
+def _placeholders_given(
+    rows: Iterator[RecipientRow], agent: Agent, variables: dict[str, Any]
+) -> Iterator[RecipientRow]:
+    """The rows, each checked to give every `{recipient.<key>}` the agent's
+    templates use: a row without one is refused at upload (line named), not
+    discovered at dialing time as a call gateway refuses."""
+    for row in rows:
+        if missing := missing_placeholders(agent, row.fields, variables):
+            keys = ", ".join(f"`{error['loc'][-1]}`" for error in missing)
+            raise BadRecipientRow(
+                row.row,
+                f"no {keys} for this recipient: agent {agent.agent_id!r} says it to the callee",
+            )
+        yield row
 
 
 def _take(rows: Iterator[RecipientRow], size: int) -> list[RecipientRow]:
@@ -187,7 +211,9 @@ async def get_campaign(campaign_id: CampaignId, resources: Resources) -> Campaig
     )
 
 
-async def _control(campaign_id: str, action: str, resources: GatewayResources) -> CampaignView:
+async def control_campaign(
+    campaign_id: str, action: str, resources: GatewayResources
+) -> CampaignView:
     view = await get_campaign(campaign_id, resources)  # 404 before asking the service
     ack = await _rpc(resources, CampaignControl(campaign_id=campaign_id, action=action))
     return view.model_copy(
@@ -204,18 +230,18 @@ _CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/v1/campaigns/{campaign_id}/pause", responses=_CONTROL_RESPONSES)
 async def pause_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
     """No new calls; calls in progress end normally; retries are still scheduled."""
-    return await _control(campaign_id, "pause", resources)
+    return await control_campaign(campaign_id, "pause", resources)
 
 
 @router.post("/v1/campaigns/{campaign_id}/resume", responses=_CONTROL_RESPONSES)
 async def resume_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
-    return await _control(campaign_id, "resume", resources)
+    return await control_campaign(campaign_id, "resume", resources)
 
 
 @router.post("/v1/campaigns/{campaign_id}/cancel", responses=_CONTROL_RESPONSES)
 async def cancel_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
     """Every recipient not yet called is `canceled`; calls in progress end normally."""
-    return await _control(campaign_id, "cancel", resources)
+    return await control_campaign(campaign_id, "cancel", resources)
 
 
 @router.get(
