@@ -20,6 +20,7 @@ from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
     relay_socket,
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
         relay_socket,
     ):
         app.include_router(module.router)
