@@ -90,6 +90,37 @@ class CallStoreContract:
         assert call.recording.archive == script.archived().archive
         assert _content(call) == project(events, script.call_id)
 
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_transcripts_and_failures_converge_in_any_order(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        # The latest transcript wins and clears the failure mark; a failure
+        # never marks a transcribed call. They come after the call exists (they
+        # never create it, see below): media transcribes an archived recording.
+        first = [script.created(), script.archived()]
+        later = [
+            script.transcription_failed(),
+            script.transcribed(at=60, text="first"),
+            script.transcribed(at=61, text="replayed"),
+        ]
+        events = first + later
+        await _apply_all(store, first + script.shuffled_with_duplicates(later, seed))
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording_transcript is not None
+        assert (call.recording_transcript.text, call.recording_transcript_failure) == (
+            "replayed",
+            None,
+        )
+        assert call.data_review == ()
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_a_transcript_or_failure_never_creates_a_call(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(store, [script.transcribed(), script.transcription_failed()])
+        assert await store.get(script.call_id) is None
+
     async def test_an_archive_of_another_recording_is_ignored(
         self, store: CallStore, script: CallScript
     ) -> None:
@@ -148,6 +179,23 @@ class CallStoreContract:
         await _apply_all(store, [*events, script.exchange(3, 4)])
         mixed = _content(await store.get(script.call_id))
         assert mixed == project([script.created(), *script.exchanges()], script.call_id)
+
+    @pytest.mark.parametrize("interrupt_first", [False, True])
+    async def test_an_interrupted_line_keeps_only_what_was_heard_in_either_order(
+        self, store: CallStore, script: CallScript, interrupt_first: bool
+    ) -> None:
+        exchange, cut = script.exchange(1, 2), script.interrupted(2, "Thanks! Could")
+        events = [script.created(), script.exchange(0)]
+        events += [cut, exchange] if interrupt_first else [exchange, cut]
+        await _apply_all(store, [*events, exchange, script.interrupted(2, "another cut")])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert [(t.seq, t.content, t.interrupted) for t in call.turns][1:] == [
+            (1, script.exchange(1).turns[0].content, False),
+            (2, "Thanks! Could", True),
+        ]
+        assert call.data_collected == exchange.data_collected
+        assert _content(call) == project(events, script.call_id)
 
     async def test_a_repeated_answer_keeps_the_first_answer_time(
         self, store: CallStore, script: CallScript

@@ -20,11 +20,14 @@ from callbot.common.agents import Agent
 from callbot.common.calls import (
     CallbackRequest,
     CallDocument,
+    DataReviewItem,
     EndedBy,
     Recording,
     RecordingArchive,
+    RecordingTranscript,
     Turn,
 )
+from callbot.common.transport import GatherTransport, Transport
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +73,8 @@ class CallCreated(CallEvent):
     variables: dict[str, Any] = Field(default_factory=dict)
     status: str = "queued"
     override_opt_out: str | None = None  # why a recipient who opted out is called anyway
+    # How long the call is kept (the agent's, else the deployment's); None: kept.
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 class CallAnswered(CallEvent):
@@ -114,6 +119,22 @@ class CallTurnRecorded(CallEvent):
     def last_seq(self) -> int:
         """The exchange's last seq: its data is what was collected by then."""
         return self.turns[-1].seq
+
+
+class CallTurnInterrupted(CallEvent):
+    """gateway: the callee spoke over an assistant line (ConversationRelay
+    `interrupt`); `turn` is that line as far as they heard it, marked
+    `interrupted`. It replaces the line `call.turn` stored at the same seq, in
+    whichever order the two arrive; a turn already marked interrupted stays."""
+
+    type: Literal["call.turn_interrupted"] = "call.turn_interrupted"
+    turn: Turn
+
+    @model_validator(mode="after")
+    def _an_interrupted_assistant_line(self) -> CallTurnInterrupted:
+        if self.turn.role != "assistant" or not self.turn.interrupted:
+            raise ValueError("call.turn_interrupted carries an assistant turn marked interrupted")
+        return self
 
 
 class CallEnding(CallEvent):
@@ -169,6 +190,27 @@ class CallRecordingArchived(CallEvent):
     type: Literal["call.recording_archived"] = "call.recording_archived"
     recording_sid: str
     archive: RecordingArchive
+
+
+class CallRecordingTranscribed(CallEvent):
+    """media: the archived recording was transcribed; persistence stores it as
+    `recording_transcript` (and `data_review` when the agent asks for the data
+    check). At least once: the same transcript again changes nothing."""
+
+    type: Literal["call.recording_transcribed"] = "call.recording_transcribed"
+    transcript: RecordingTranscript
+    data_review: tuple[DataReviewItem, ...] | None = None  # None: the agent has no data check
+
+
+class CallRecordingTranscriptionFailed(CallEvent):
+    """media: the recording could not be transcribed after every attempt (or the
+    endpoint refused it); the archive is kept and the event that asked for the
+    transcript is dead-lettered, so it can be replayed."""
+
+    type: Literal["call.recording_transcription_failed"] = "call.recording_transcription_failed"
+    recording_sid: str
+    reason: str
+    attempts: int = Field(ge=1)
 
 
 class CallCompleted(CallEvent):
@@ -237,11 +279,14 @@ AnyEvent = Annotated[
     CallCreated
     | CallAnswered
     | CallTurnRecorded
+    | CallTurnInterrupted
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
     | CallSummarized
     | CallRecordingArchived
+    | CallRecordingTranscribed
+    | CallRecordingTranscriptionFailed
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated
@@ -282,6 +327,9 @@ class DialogTurn(Message):
     seq: int = Field(ge=1)
     speech: str = ""
     confidence: float | None = None
+    # ConversationRelay: the line the callee spoke over before this turn, as far
+    # as they heard it (also published as `call.turn_interrupted`).
+    interrupted_line: Turn | None = None
 
 
 class GatherSpec(Message):
@@ -305,6 +353,9 @@ class DialogReply(Message):
     next_seq: int = Field(ge=1)
     gather: GatherSpec = GatherSpec()
     ended_by: EndedBy | None = None
+    # The agent's transport: a `gather` reply is rendered as `<Gather>` TwiML; a
+    # `conversation_relay` greeting opens the call's relay WebSocket instead.
+    transport: Transport = GatherTransport()
 
 
 class AgentSave(Message):
@@ -354,6 +405,26 @@ class CallClaimReleased(Message):
     released: bool  # false: the key was not held for that call (expired or another's)
 
 
+class RecipientErase(Message):
+    """gateway → persistence: erase everything of one recipient of one agent
+    (calls, recordings, transcripts, summaries, the recipient's data), keeping
+    only the opt-out so they are not called again; an audit record says who asked."""
+
+    type: Literal["recipient.erase"] = "recipient.erase"
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+    requested_by: str = Field(min_length=1)  # a digest of the API key, never the key
+    reason: str = ""
+
+
+class RecipientErased(Message):
+    type: Literal["recipient.erased"] = "recipient.erased"
+    audit_id: str
+    calls_erased: int
+    objects_erased: int
+    opted_out: bool  # the opt-out was kept
+
+
 class RpcFailure(Message):
     """Any RPC server's answer when it could not do what was asked."""
 
@@ -368,11 +439,12 @@ DialogResponse = Annotated[DialogReply | RpcFailure, Field(discriminator="type")
 DIALOG_RESPONSE_ADAPTER: TypeAdapter[DialogResponse] = TypeAdapter(DialogResponse)
 
 PersistenceRequest = Annotated[
-    AgentSave | CallClaim | CallClaimRelease, Field(discriminator="type")
+    AgentSave | CallClaim | CallClaimRelease | RecipientErase, Field(discriminator="type")
 ]
 PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[PersistenceRequest] = TypeAdapter(PersistenceRequest)
 PersistenceResponse = Annotated[
-    AgentSaved | CallClaimed | CallClaimReleased | RpcFailure, Field(discriminator="type")
+    AgentSaved | CallClaimed | CallClaimReleased | RecipientErased | RpcFailure,
+    Field(discriminator="type"),
 ]
 PERSISTENCE_RESPONSE_ADAPTER: TypeAdapter[PersistenceResponse] = TypeAdapter(PersistenceResponse)
 

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     reconcile_batch: int = Field(default=100, ge=1, le=10000)
     reconcile_twilio_rps: float = Field(default=5.0, gt=0, le=100)
 
+    # Console (gateway's web UI under /console)
+    console_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs the console's session cookies and CSRF tokens; empty: a random key "
+        "per gateway process (sessions end when it restarts and do not carry across replicas).",
+    )
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
     summary_wait_s: float = Field(
@@ -127,6 +135,30 @@ class Settings(BaseSettings):
     media_download_attempts: int = Field(default=6, ge=1, le=20)
     media_retry_backoff_s: float = Field(default=1.0, gt=0, le=60)
 
+    # Transcripts of archived recordings (media worker; OPENAI_API_KEY / OPENAI_BASE_URL)
+    transcription_model: str = Field(
+        default="",
+        description="Model of the audio transcription endpoint (e.g. gpt-4o-transcribe, "
+        "whisper-1); empty: recordings are not transcribed.",
+    )
+    # verbose_json gives segment timestamps; models that only answer json
+    # (gpt-4o-transcribe) give the text alone.
+    transcription_response_format: Literal["verbose_json", "json"] = "verbose_json"
+    transcription_attempts: int = Field(default=5, ge=1, le=20)
+    transcription_backoff_s: float = Field(default=2.0, gt=0, le=300)
+    transcription_timeout_s: float = Field(default=120.0, gt=0, le=1800)
+
+    # Retention (persistence erases, the media worker sets the bucket's lifecycle rule)
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Days calls, recordings and transcripts are kept unless the agent says "
+        "otherwise; 0: kept until deleted.",
+    )
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0, le=86400)
+    retention_ttl_grace_days: int = Field(default=7, ge=1, le=365)
+
     # Operations
     startup_timeout_s: float = Field(
         default=60.0,
@@ -136,6 +168,18 @@ class Settings(BaseSettings):
         "exits non-zero.",
     )
     log_level: LogLevel = "INFO"
+    # Tracing: the standard OpenTelemetry variables. These decide whether it is
+    # on; the SDK itself reads the rest (OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...).
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: Literal["otlp", "none"] = "otlp"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        description="Only OTLP over HTTP with protobuf is shipped (no gRPC stack to carry).",
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_service_name: str | None = None
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port for dialog/persistence; 0 = off."
     )
@@ -178,9 +222,21 @@ class Settings(BaseSettings):
         return parse_allowed_hosts(self.mcp_allowed_hosts)
 
     @property
+    def transcription_configured(self) -> bool:
+        """Recordings are transcribed: a model is named (and an endpoint, key or base URL)."""
+        return bool(self.transcription_model) and self.llm_configured
+
+    @property
     def llm_configured(self) -> bool:
         """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Traces are exported: an OTLP endpoint is set, and neither
+        `OTEL_SDK_DISABLED` nor `OTEL_TRACES_EXPORTER=none` says otherwise."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter == "otlp"
 
     def s3_config(self) -> S3Config:
         """How to reach object storage (`S3_ENDPOINT_URL` unset: AWS S3 itself)."""

@@ -15,16 +15,20 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import instrument_app
 from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
+    relay_socket,
     results_api,
     status_webhooks,
     voice_webhooks,
 )
+from callbot.gateway.console import console_running, install_console
 from callbot.gateway.domain.webhook_form import MalformedWebhook
 from callbot.gateway.reconciler import reconciler_running
 from callbot.gateway.request_observer import RequestObserver
@@ -41,8 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources, reconciler_running(resources):
+        async with (
+            open_resources(settings) as resources,
+            reconciler_running(resources),
+            console_running(resources) as console,
+        ):
             app.state.resources = resources
+            app.state.console = console
             yield
 
     app = FastAPI(
@@ -64,8 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
+        relay_socket,
     ):
         app.include_router(module.router)
+    install_console(app)
+    instrument_app(app)  # the webhook's server span, when tracing is on
     return app
 
 
