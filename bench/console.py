@@ -180,8 +180,7 @@ def main() -> None:
     with ExitStack() as cleanup:
         mongodb_url = os.environ.get("MONGODB_URL")
         if mongodb_url is None:
-            # Seeded before persistence starts and builds its indexes over the
-            # calls: the stand-in checks a unique index on every insert (quadratic).
+            # Seeded before persistence starts, which then builds its indexes over the calls.
             standin = start_standin_process()
             cleanup.callback(standin.stop)
             mongodb_url = os.environ["MONGODB_URL"] = standin.url
