@@ -19,10 +19,10 @@ at once for 401/403) is dead-lettered with the reason; nothing is deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -36,7 +36,6 @@ from callbot.common.contracts import (
     AnyEvent,
     CallRecordingArchived,
     CallRecordingUpdated,
-    Event,
     utcnow,
 )
 from callbot.common.object_storage import (
@@ -52,32 +51,14 @@ from callbot.media.domain.archive import (
     recording_location,
     wants_archive,
 )
+from callbot.media.ports import DeadLetters, EventSink, RecordingSource, WhileStorageAway
+from callbot.media.transcribing import TranscriptionPorts, transcribe_recording
 from callbot.media.twilio_recordings import RecordingFetchFailed
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_DOWNLOAD_BACKOFF_S = 30.0
-
-
-class RecordingSource(Protocol):
-    async def download(self, recording_sid: str) -> bytes: ...
-
-    async def delete(self, recording_sid: str) -> None: ...
-
-
-class EventSink(Protocol):
-    async def publish(self, event: Event) -> None: ...
-
-
-class DeadLetters(Protocol):
-    async def dead_letter(self, event: Event, reason: str) -> None: ...
-
-
-class WhileStorageAway(Protocol):
-    """Runs an object-storage operation until storage answers (`RetryWhileStorageAway`)."""
-
-    async def __call__(self, operation: Callable[[], Awaitable[T]]) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -99,9 +80,14 @@ class MediaPorts:
     clock: Callable[[], datetime] = utcnow
 
 
-async def handle_event(event: AnyEvent, ports: MediaPorts) -> None:
+async def handle_event(
+    event: AnyEvent, ports: MediaPorts, transcription: TranscriptionPorts | None = None
+) -> None:
+    """Archive a finished recording; transcribe an archived one (when configured)."""
     if isinstance(event, CallRecordingUpdated) and wants_archive(event):
         await archive_recording(event, ports)
+    elif isinstance(event, CallRecordingArchived) and transcription is not None:
+        await transcribe_recording(event, transcription)
 
 
 async def archive_recording(event: CallRecordingUpdated, ports: MediaPorts) -> None:
