@@ -24,14 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
-
 from callbot.common.contracts import (
     AnyEvent,
     CallRecordingArchived,
@@ -52,6 +44,7 @@ from callbot.media.domain.archive import (
     wants_archive,
 )
 from callbot.media.ports import DeadLetters, EventSink, RecordingSource, WhileStorageAway
+from callbot.media.retries import with_backoff
 from callbot.media.transcribing import TranscriptionPorts, transcribe_recording
 from callbot.media.twilio_recordings import RecordingFetchFailed
 
@@ -141,31 +134,17 @@ async def _intact_copy(store: ObjectStore, location: ObjectLocation) -> StoredOb
 
 async def _download(ports: MediaPorts, sid: str) -> bytes:
     policy = ports.policy
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(
-            lambda exc: isinstance(exc, RecordingFetchFailed) and exc.retryable
-        ),
-        stop=stop_after_attempt(policy.download_attempts),
-        wait=wait_exponential(multiplier=policy.first_backoff_s, max=MAX_DOWNLOAD_BACKOFF_S),
-        before_sleep=_log_download_retry,
-        reraise=True,
+    retrying = with_backoff(
+        retryable=lambda exc: isinstance(exc, RecordingFetchFailed) and exc.retryable,
+        attempts=policy.download_attempts,
+        first_backoff_s=policy.first_backoff_s,
+        max_backoff_s=MAX_DOWNLOAD_BACKOFF_S,
+        what="recording download",
     )
     async for attempt in retrying:
         with attempt:
             return await ports.twilio.download(sid)
     raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-def _log_download_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "recording download failed; retrying",
-        extra={
-            "attempt": state.attempt_number,
-            "retry_in_s": round(state.upcoming_sleep, 2),
-            "error": str(error),
-        },
-    )
 
 
 async def _delete_at_twilio(ports: MediaPorts, sid: str) -> bool:

@@ -26,14 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
-
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument
 from callbot.common.contracts import (
@@ -51,6 +43,7 @@ from callbot.media.domain.transcript import (
     merge_transcripts,
 )
 from callbot.media.ports import DeadLetters, EventSink, WhileStorageAway
+from callbot.media.retries import with_backoff
 from callbot.media.transcriber import TranscriptionFailed
 
 log = logging.getLogger(__name__)
@@ -129,14 +122,12 @@ class _GaveUp(Exception):
 
 
 async def _transcribe(ports: TranscriptionPorts, part: AudioPart) -> PartTranscript:
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(
-            lambda exc: isinstance(exc, TranscriptionFailed) and exc.retryable
-        ),
-        stop=stop_after_attempt(ports.attempts),
-        wait=wait_exponential(multiplier=ports.first_backoff_s, max=MAX_TRANSCRIPTION_BACKOFF_S),
-        before_sleep=_log_retry,
-        reraise=True,
+    retrying = with_backoff(
+        retryable=lambda exc: isinstance(exc, TranscriptionFailed) and exc.retryable,
+        attempts=ports.attempts,
+        first_backoff_s=ports.first_backoff_s,
+        max_backoff_s=MAX_TRANSCRIPTION_BACKOFF_S,
+        what="transcription",
     )
     try:
         async for attempt in retrying:
@@ -163,16 +154,4 @@ async def _failed_for_good(
     log.error(
         "recording not transcribed; the call is marked and the event dead-lettered for replay",
         extra={"recording_sid": event.recording_sid, "reason": reason},
-    )
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "transcription failed; retrying",
-        extra={
-            "attempt": state.attempt_number,
-            "retry_in_s": round(state.upcoming_sleep, 2),
-            "error": str(error),
-        },
     )
