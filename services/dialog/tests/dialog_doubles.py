@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument, Turn
 from callbot.common.contracts import Event
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
+from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.session import Session
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -112,9 +113,13 @@ class ScriptedModel:
     def __init__(self, answers: Iterable[ModelAnswer | None] = ()) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[list[Turn], Turn]] = []
+        self.passages: list[list[Passage]] = []  # what each call had in its context
 
-    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
+    async def answer(
+        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+    ) -> ModelAnswer:
         self.calls.append((list(session.turns), heard))
+        self.passages.append(list(passages))
         answer = self.answers.pop(0) if self.answers else ModelAnswer(text="OK.")
         if answer is None:
             raise ModelUnavailable("scripted failure")

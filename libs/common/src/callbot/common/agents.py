@@ -13,11 +13,20 @@ import re
 import string
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from callbot.common.mcp_servers import McpServers
+from callbot.common.object_locations import ObjectLocation
 from callbot.common.transport import GatherTransport, Transport
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
@@ -40,6 +49,26 @@ TEMPLATE_FIELDS = (
     "timeout_message",
     "opt_out_message",
 )
+
+
+# The fixed lines an agent may have played from a recording instead of spoken.
+AudioLine = Literal[
+    "greeting",
+    "voicemail_message",
+    "completion_message",
+    "goodbye_message",
+    "timeout_message",
+    "opt_out_message",
+]
+MAX_KNOWLEDGE_DOCUMENTS = 20
+
+
+def _object_uri(uri: str) -> str:
+    ObjectLocation.parse(uri)  # raises ValueError saying what a location looks like
+    return uri
+
+
+ObjectUri = Annotated[str, AfterValidator(_object_uri)]
 
 
 class TemplateError(ValueError):
@@ -94,6 +123,28 @@ class SpeechOptions(_Model):
         return self
 
 
+class AgentAudio(_Model):
+    """Fixed lines played from an audio file in object storage (`<Play>`)
+    instead of spoken from their text, e.g. a human-recorded voicemail drop.
+    The line's text stays its transcript: it is what the call document records
+    the callee heard, so it should say what the recording says."""
+
+    greeting: ObjectUri | None = None
+    voicemail_message: ObjectUri | None = None
+    completion_message: ObjectUri | None = None
+    goodbye_message: ObjectUri | None = None
+    timeout_message: ObjectUri | None = None
+    opt_out_message: ObjectUri | None = None
+
+    def for_line(self, line: AudioLine) -> str | None:
+        uri: str | None = getattr(self, line)
+        return uri
+
+    def files(self) -> dict[str, str]:
+        """The lines that have a recording, with its `s3://` location."""
+        return {line: uri for line, uri in self.model_dump().items() if uri is not None}
+
+
 def speech_timeout_problem(timeout: str, model: str | None) -> str | None:
     """Why Twilio would refuse this `speechTimeout` (with this `speechModel`)."""
     if timeout != "auto" and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
@@ -141,7 +192,11 @@ class Agent(_Model):
     # not asked again. True: the agent confirms each known value with the callee.
     reconfirm_known_data: bool = False
     mcp: McpServers = ()
-    knowledge: tuple[str, ...] = ()
+    # Documents (`s3://` locations of text, Markdown or PDF files) whose most
+    # relevant passages reach the model each turn, within this many tokens.
+    knowledge: tuple[ObjectUri, ...] = Field(default=(), max_length=MAX_KNOWLEDGE_DOCUMENTS)
+    knowledge_token_budget: int = Field(default=500, ge=50, le=4000)
+    audio: AgentAudio = AgentAudio()
     transport: Transport = GatherTransport()
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -163,6 +218,14 @@ class Agent(_Model):
         if duplicates:
             raise ValueError(f"duplicate field names {duplicates}")
         return fields
+
+    @field_validator("knowledge")
+    @classmethod
+    def _documents_are_unique(cls, documents: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({uri for uri in documents if documents.count(uri) > 1})
+        if duplicates:
+            raise ValueError(f"documents listed twice: {duplicates}")
+        return documents
 
     def templates(self) -> dict[str, str]:
         """Every text of the agent that is rendered with call data."""

@@ -72,6 +72,11 @@ class Turn(_Model):
     confidence: float | None = None
     latency_ms: int | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
+    # The recording played instead of speaking `content` (the agent's `audio`);
+    # `content` is then the line's transcript.
+    audio: str | None = None
+    # The knowledge passages in the model's context for this line (`<uri>#<n>`).
+    passages: tuple[str, ...] = ()
 
 
 class RecordingArchive(_Model):

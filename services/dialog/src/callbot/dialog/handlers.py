@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from callbot.common.agents import Agent
 from callbot.common.calls import TERMINAL_STATUSES, EndedBy, Turn, is_machine
 from callbot.common.contracts import (
     AgentUpdated,
@@ -40,6 +41,12 @@ from callbot.common.messaging import Deadline
 from callbot.dialog.agent_cache import AgentCache
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
 from callbot.dialog.domain.deterministic import deterministic_answer
+from callbot.dialog.domain.passages import (
+    Passage,
+    retrieval_query,
+    with_passages,
+    within_budget,
+)
 from callbot.dialog.domain.policy import (
     answer_without_model,
     apply_model_answer,
@@ -50,7 +57,7 @@ from callbot.dialog.domain.policy import (
 )
 from callbot.dialog.domain.session import Exchange, Session
 from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
-from callbot.dialog.metrics import FALLBACKS
+from callbot.dialog.metrics import FALLBACKS, KNOWLEDGE_TURNS
 from callbot.dialog.sessions import SessionRegistry
 from callbot.dialog.summaries import CallSummarizer
 
@@ -66,9 +73,24 @@ MIN_PUBLISH_TIMEOUT_S = 1.0
 
 
 class ConversationModel(Protocol):
-    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
-        """The model's answer to `heard`; raises `ModelUnavailable` when it has none in time."""
+    async def answer(
+        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+    ) -> ModelAnswer:
+        """The model's answer to `heard`, with the knowledge `passages` in its
+        context; raises `ModelUnavailable` when it has none in time."""
         ...
+
+
+class KnowledgeSearch(Protocol):
+    def prepare(self, agent: Agent) -> object:
+        """Start indexing the agent version's documents, unless done or under way."""
+        ...
+
+    async def passages(self, agent: Agent, query: str, time_left_s: float) -> list[Passage] | None:
+        """The passages for `query`, best first; None when not ready in time."""
+        ...
+
+    def drop(self, agent_id: str) -> None: ...
 
 
 class EventSink(Protocol):
@@ -78,8 +100,10 @@ class EventSink(Protocol):
 class DeterministicConversation:
     """The conversation model when no LLM is configured (see `domain.deterministic`)."""
 
-    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
-        return deterministic_answer(session, heard)
+    async def answer(
+        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+    ) -> ModelAnswer:
+        return deterministic_answer(session, heard)  # no model: no use for passages
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class DialogPorts:
     events: EventSink
     clock: Callable[[], datetime] = utcnow
     summaries: CallSummarizer | None = None  # post-call summaries (call.summarized)
+    knowledge: KnowledgeSearch | None = None  # the agents' documents (with a model only)
 
 
 async def handle_request(
@@ -112,6 +137,9 @@ async def handle_start(request: DialogStart, deadline: Deadline, ports: DialogPo
             return _reply(session, session.turns[0], session.next_seq, None)
         else:
             exchange = greet(session, ports.clock())
+            if ports.knowledge is not None:
+                # Indexed while the greeting plays: the first answer needs it.
+                ports.knowledge.prepare(session.agent)
         return await _record(session, exchange, deadline, ports)
 
 
@@ -142,6 +170,8 @@ async def handle_event(event: AnyEvent, ports: DialogPorts) -> None:
     session, and the replica that held it summarizes the call."""
     if isinstance(event, AgentUpdated):
         ports.agents.drop(event.agent_id)
+        if ports.knowledge is not None:
+            ports.knowledge.drop(event.agent_id)
     elif isinstance(event, CallStatusChanged) and event.status in TERMINAL_STATUSES:
         session = ports.sessions.evict(event.call_id)
         if session is not None and ports.summaries is not None and session.turns:
@@ -172,9 +202,10 @@ def _seq_for(session: Session, request: DialogTurn) -> int:
 async def _ask_model(
     session: Session, heard: Turn, deadline: Deadline, ports: DialogPorts
 ) -> Exchange:
+    passages = await _passages(session, heard, deadline, ports.knowledge)
     budget_s = min(model_time_limit(session.agent), deadline.remaining() - SAFETY_MARGIN_S)
     try:
-        answer = await ports.model.answer(session, heard, budget_s)
+        answer = await ports.model.answer(session, heard, budget_s, passages)
     except ModelUnavailable as exc:
         FALLBACKS.inc()
         log.warning(
@@ -183,7 +214,23 @@ async def _ask_model(
         )
         return fallback(session, heard, ports.clock())
     exchange = apply_model_answer(session, heard, answer, ports.clock())
-    return with_tool_calls(exchange, answer.tool_calls)
+    return with_passages(with_tool_calls(exchange, answer.tool_calls), passages)
+
+
+async def _passages(
+    session: Session, heard: Turn, deadline: Deadline, knowledge: KnowledgeSearch | None
+) -> list[Passage]:
+    """The agent's best passages for this turn, within its token budget."""
+    agent = session.agent
+    if knowledge is None or not agent.knowledge:
+        return []
+    query = retrieval_query(session.turns, heard)
+    found = await knowledge.passages(agent, query, deadline.remaining() - SAFETY_MARGIN_S)
+    chosen = within_budget(found or (), agent.knowledge_token_budget)
+    KNOWLEDGE_TURNS.labels(
+        "not_ready" if found is None else "passages" if chosen else "no_match"
+    ).inc()
+    return chosen
 
 
 async def _record(
@@ -244,6 +291,7 @@ def _reply(session: Session, spoken: Turn, next_seq: int, ended_by: EndedBy | No
     return DialogReply(
         call_id=session.call_id,
         say=spoken.content,
+        play=spoken.audio,
         voice=agent.voice,
         language=agent.language,
         action="hangup" if ended_by else "gather",

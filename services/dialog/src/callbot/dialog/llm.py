@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import openai
@@ -22,6 +23,7 @@ from callbot.common.calls import Turn
 from callbot.common.settings import Settings
 from callbot.common.storable import well_formed_text
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_tool_call
+from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
 from callbot.dialog.metrics import LLM_ERRORS, LLM_SECONDS
@@ -59,8 +61,11 @@ class OpenAIConversation:
     async def close(self) -> None:
         await self._client.close()
 
-    async def answer(self, session: Session, heard: Turn, budget_s: float) -> ModelAnswer:
-        return to_answer(await self.complete(build_llm_request(session, heard), budget_s))
+    async def answer(
+        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+    ) -> ModelAnswer:
+        request = build_llm_request(session, heard, passages)
+        return to_answer(await self.complete(request, budget_s))
 
     async def complete(self, request: LlmRequest, budget_s: float) -> ChatCompletion:
         """One completion within `budget_s`, retried while time allows (the tool loop

@@ -62,7 +62,7 @@ async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
                 if is_machine(answered_by)
                 else greeting_fallback(call_id)
             )
-        return _twiml(call_id, reply, resources)
+        return await _twiml(call_id, reply, resources)
 
 
 @router.post(PROCESS_SPEECH_PATH, response_class=TwimlResponse)
@@ -77,7 +77,7 @@ async def process_speech(webhook: Webhook, resources: Resources) -> TwimlRespons
             confidence=optional_float(webhook.fields, "Confidence"),
         )
         reply = await resources.dialog.ask(turn) or turn_fallback(call_id, seq)
-        return _twiml(call_id, reply, resources)
+        return await _twiml(call_id, reply, resources)
 
 
 @router.post(AMD_STATUS_PATH, status_code=status.HTTP_204_NO_CONTENT)
@@ -105,7 +105,11 @@ async def _leave_voicemail(
         call_id=call_id, agent_id=agent_id, call_sid=call_sid, answered_by=answered_by
     )
     reply = await resources.dialog.ask(start) or voicemail_fallback(call_id)
-    twiml = render_reply_twiml(reply, resources.urls.process_speech(call_id, reply.next_seq))
+    twiml = render_reply_twiml(
+        reply,
+        resources.urls.process_speech(call_id, reply.next_seq),
+        await resources.agent_audio.url(reply.play),
+    )
     try:
         await resources.twilio.redirect(call_sid, twiml)
     except (TwilioApiError, TwilioUnreachable) as exc:
@@ -117,9 +121,10 @@ async def _leave_voicemail(
         log.info("machine answered: call redirected to the voicemail message")
 
 
-def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
+async def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
     action = resources.urls.process_speech(call_id, reply.next_seq)
-    return TwimlResponse(render_reply_twiml(reply, action))
+    audio_url = await resources.agent_audio.url(reply.play)
+    return TwimlResponse(render_reply_twiml(reply, action, audio_url))
 
 
 def _seq(raw: str) -> int:
