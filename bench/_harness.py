@@ -35,6 +35,7 @@ from callbot.common.contracts import CallTurnRecorded
 from callbot.gateway.domain.fallback import TURN_FALLBACK
 from callbot.testkit.fake_openai import FakeOpenAIProcess, start_fake_openai_process
 from callbot.testkit.mongo_standin import start_standin_process
+from callbot.testkit.s3_server import S3ServerProcess
 from callbot.testkit.stack import ACCOUNT_SID, API_KEY, AUTH_TOKEN, CallbotStack, StackConfig
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -83,7 +84,13 @@ class BenchStack:
     def service_pids(self) -> dict[str, int]:
         """Each service process by name (dialog replicas as dialog, dialog-2, ...)."""
         stack = self.stack
-        services = [stack.gateway, *stack.dialog_replicas, stack.persistence]
+        services = [
+            stack.gateway,
+            *stack.dialog_replicas,
+            stack.persistence,
+            *stack.campaigns_replicas,
+            stack.media,
+        ]
         return {s.name: s.pid for s in services if s is not None and s.pid is not None}
 
     def service_rss(self) -> dict[str, float]:
@@ -109,7 +116,10 @@ def running_stack(
     *,
     dialog_replicas: int = 1,
     extra_env: dict[str, str] | None = None,
+    workers: bool = False,
 ) -> Iterator[BenchStack]:
+    """`workers`: the campaigns service and the media worker too (with an S3
+    server of their own), idle unless the bench gives them work."""
     log_dir = Path(tempfile.mkdtemp(prefix="callbot-bench-"))
     lag_file = log_dir / "persistence-lag.txt"
     with ExitStack() as cleanup:
@@ -123,11 +133,20 @@ def running_stack(
         llm = start_fake_openai_process()
         cleanup.callback(llm.stop)
         llm.control.set_default({"text": LLM_ANSWER})
+        namespace = f"bench{uuid.uuid4().hex[:8]}"
+        storage_env: dict[str, str] = {}
+        if workers:
+            s3 = S3ServerProcess(log_dir)
+            s3.start()
+            cleanup.callback(s3.stop)
+            recordings = f"{namespace}-recordings"
+            s3.create_buckets(recordings)
+            storage_env = {**s3.env(), "S3_RECORDINGS_BUCKET": recordings}
         stack = CallbotStack(
             StackConfig(
                 rabbitmq_url=rabbitmq_url,
                 mongodb_url=mongodb_url,
-                namespace=f"bench{uuid.uuid4().hex[:8]}",
+                namespace=namespace,
                 log_dir=log_dir,
                 openai_base_url=llm.base_url,
                 dialog_replicas=dialog_replicas,
@@ -136,8 +155,11 @@ def running_stack(
                     "LOG_LEVEL": log_level,
                     "PYTHONPATH": str(BENCH_DIR),
                     "BENCH_LAG_FILE": str(lag_file),
+                    **storage_env,
                     **(extra_env or {}),
                 },
+                campaigns_replicas=1 if workers else 0,
+                media=workers,
             )
         )
         cleanup.callback(stack.delete_topology)

@@ -1,5 +1,6 @@
 """Memory: each service's resident set at idle, with N live sessions, and
-after those calls ended.
+after those calls ended (campaigns and media run alongside, idle: no
+campaign, no recording; their figures are their floor).
 
 A live session is a call in progress whose history dialog holds in its
 session cache (bounded: `DIALOG_SESSION_CACHE_SIZE` entries, least recently used first
@@ -98,7 +99,7 @@ def main() -> None:
     parser.add_argument("--rabbitmq-url", default=DEFAULT_RABBITMQ_URL)
     parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
     arguments = parser.parse_args()
-    with running_stack(arguments.rabbitmq_url, arguments.log_level) as bench:
+    with running_stack(arguments.rabbitmq_url, arguments.log_level, workers=True) as bench:
         print(machine_line())
         print(f"{bench.mongo_kind}\nservices' LOG_LEVEL={arguments.log_level}")
         uvloop.run(measure(bench, arguments.sessions, arguments.turns, arguments.rounds))

@@ -64,9 +64,12 @@ def test_mixed_outcomes_exact_states_no_double_dials_paced(campaigns: CampaignSt
     response = campaigns.api.post("/v1/suppressions", json={"numbers": suppressed})
     assert response.status_code == 200, response.text
     assert response.json() == {"added": 4, "rejected": []}
-    recipients += [{"to": to, "timezone": zone} for to in suppressed]
-    recipients += [{"to": "+1212555", "timezone": zone}, {"to": "call me", "timezone": zone}]
-    recipients += [{"to": number(1, index), "timezone": zone} for index in range(5)]  # dupes
+    recipients += [{"to": to, "timezone": zone, "name": "S"} for to in suppressed]
+    recipients += [
+        {"to": "+1212555", "timezone": zone, "name": "Short"},
+        {"to": "call me", "timezone": zone, "name": "Words"},
+    ]
+    recipients += [{"to": number(1, index), "timezone": zone, "name": "D"} for index in range(5)]
     assert len(recipients) == 60
 
     created = campaigns.create(
@@ -118,7 +121,7 @@ def test_pause_resume_cancel_with_exact_counters(campaigns: CampaignStack) -> No
     created = campaigns.create(
         campaign_body(
             "camp",
-            [{"to": to, "timezone": zone} for to in numbers],
+            [{"to": to, "timezone": zone, "name": "Ada"} for to in numbers],
             pacing={"calls_per_second": 4, "max_concurrent": 4},
         )
     )
@@ -188,7 +191,9 @@ def test_bad_input_is_refused_and_nothing_is_half_created(campaigns: CampaignSta
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "agent_id"]
 
-    good_rows = "".join(f"{number(3, index)},{zone},R{index}\n" for index in range(2500))
+    good_rows = "".join(
+        f"{number(3, index)},{zone},R{index}\n" for index in range(1100)
+    )  # > 1 chunk
     csv_text = "to,timezone,name\n" + good_rows + "+12123030001,Etc/GMT,too,many\n"
     bad_row = campaigns.api.post(
         "/v1/campaigns",
@@ -197,8 +202,22 @@ def test_bad_input_is_refused_and_nothing_is_half_created(campaigns: CampaignSta
     )
     assert bad_row.status_code == 422, bad_row.text
     detail = bad_row.json()["detail"][0]
-    assert detail["loc"] == ["body", "recipients", 2502]
+    assert detail["loc"] == ["body", "recipients", 1102]
     assert "4 cells" in detail["msg"]
+
+    # The agent's greeting says {recipient.name}: a row without one is refused
+    # at upload, line named, rather than dialed into a call gateway refuses.
+    named = "".join(f"{number(3, index)},{zone},R{index}\n" for index in range(10))
+    nameless = "to,timezone,name\n" + named + f"{number(3, 9999)},{zone},\n"
+    no_name = campaigns.api.post(
+        "/v1/campaigns",
+        data={"campaign": '{"agent_id": "camp"}'},
+        files={"recipients": ("list.csv", nameless.encode(), "text/csv")},
+    )
+    assert no_name.status_code == 422, no_name.text
+    detail = no_name.json()["detail"][0]
+    assert detail["loc"] == ["body", "recipients", 12]
+    assert "`name`" in detail["msg"]
 
     no_to = campaigns.api.post(
         "/v1/campaigns",
@@ -208,7 +227,7 @@ def test_bad_input_is_refused_and_nothing_is_half_created(campaigns: CampaignSta
     assert no_to.status_code == 422
     assert "no 'to' column" in no_to.text
 
-    # The 2,500 rows sent before the bad one were discarded with their draft.
+    # The 1,100 rows (a chunk and more) before the bad one went with their draft.
     assert campaigns.db.campaigns.count_documents({}) == before_campaigns
     assert campaigns.db.attempts.count_documents({}) == before_attempts
 

@@ -44,7 +44,7 @@ from callbot.emulator.records import CallRecord, WebhookRecord
 from callbot.emulator.webhooks import twilio_signature
 from callbot.gateway.domain.fallback import GREETING_FALLBACK, TURN_FALLBACK
 from callbot.testkit.fake_openai import RecordedRequest
-from callbot.testkit.processes import ServiceProcess
+from callbot.testkit.processes import ServiceProcess, free_port
 from callbot.testkit.stack import API_KEY, AUTH_TOKEN, CallbotStack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -595,6 +595,21 @@ class RunningStack:
         replica.start()
         return replica
 
+    def add_gateway_replica(self, name: str) -> ServiceProcess:
+        """Another gateway, on a port of its own, with the same settings (and
+        so the same PUBLIC_URL: a front must lead Twilio's webhooks to it)."""
+        port = free_port()
+        replica = ServiceProcess(
+            name,
+            "callbot.gateway",
+            {**self.gateway.env, "GATEWAY_PORT": str(port)},
+            self.stack.config.log_dir,
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+        )
+        self.extra.append(replica)
+        replica.start()
+        return replica
+
     def tap(self, *routing_keys: str) -> EventTap:
         tap = EventTap(self.rabbitmq_url, self.topology.events_exchange, routing_keys)
         tap.open()
@@ -713,6 +728,7 @@ class StackOptions:
     dialog_deadline_ms: int = 4000
     extra_env: Mapping[str, str] = field(default_factory=dict)
     media: bool = False  # the media worker (object storage settings in `extra_env`)
+    public_url: str | None = None  # a front of several gateways; None: the gateway itself
 
 
 @contextmanager
@@ -733,6 +749,7 @@ def running_stack(
             dialog_deadline_ms=options.dialog_deadline_ms,
             extra_env=dict(options.extra_env),
             media=options.media,
+            public_url=options.public_url,
         )
     )
     running: RunningStack | None = None

@@ -60,7 +60,7 @@ def _run(campaigns: CampaignStack, numbers: list[str], cps: float) -> str:
     created = campaigns.create(
         campaign_body(
             "camp",
-            [{"to": to, "timezone": zone} for to in numbers],
+            [{"to": to, "timezone": zone, "name": "Ada"} for to in numbers],
             pacing={"calls_per_second": cps, "max_concurrent": 6},
         )
     )

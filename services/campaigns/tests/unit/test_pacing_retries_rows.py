@@ -1,4 +1,5 @@
-"""Pacing arithmetic, the retry policy per outcome, and the checks on one row."""
+"""Pacing arithmetic, the retry policy per outcome, the checks on one row, and
+what gateway's answer to a placement means."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from callbot.campaigns.domain.pacing import backoff_after, dial_spacing, may_start_call, next_slot
 from callbot.campaigns.domain.recipients import check_row, skip_reason
 from callbot.campaigns.domain.retries import Final, RetryAt, after_call, outcome_of
+from callbot.campaigns.placement import Placed, Refused, Throttled, Unsure, classify_answer
 from callbot.common.calls import CallDocument
 from callbot.common.campaigns import Pacing, RecipientRow, RetryPolicy, RetryRule
 
@@ -119,3 +121,31 @@ def test_skip_reason_order() -> None:
     assert skip_reason(checked, suppressed=True, opted_out=False) == "suppressed"
     bad = check_row(RecipientRow(row=2, to="nope"))
     assert skip_reason(bad, suppressed=True, opted_out=True) == "invalid_number"
+
+
+def _error(*loc: str) -> dict[str, object]:
+    return {"type": "missing", "loc": ["body", *loc], "msg": "..."}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (201, {"call_id": "c1"}, Placed("c1")),
+        (409, {"detail": "opted out"}, Refused("opted_out", "opted out")),
+        (422, {"detail": [_error("to")]}, Refused("invalid_number", str([_error("to")]))),
+        # A template value the row lacks is not the number's fault.
+        (
+            422,
+            {"detail": [_error("recipient", "name")]},
+            Refused("rejected", str([_error("recipient", "name")])),
+        ),
+        (422, {"detail": "bad"}, Refused("rejected", "bad")),
+        (400, {"detail": "Twilio refused"}, Refused("rejected", "Twilio refused")),
+        (503, {"detail": "away"}, Throttled(None, "away")),
+        (500, {"detail": "boom"}, Unsure("gateway answered 500: boom")),
+    ],
+)
+def test_what_gateway_answers_means_for_the_dialer(
+    status: int, body: dict[str, object], expected: object
+) -> None:
+    assert classify_answer(status, {}, body) == expected

@@ -77,6 +77,14 @@ def test_missing_placeholders_name_each_missing_field_where_it_goes() -> None:
     assert missing_placeholders(_agent(), {"name": "Ada"}, everything) == []
 
 
+@pytest.mark.parametrize("blank", ["", "   ", None])
+def test_a_blank_value_is_as_missing_as_an_absent_one(blank: str | None) -> None:
+    """A CSV cell left empty would be heard as a gap just the same."""
+    everything = {"order": 1, "topic": "x"}
+    missing = missing_placeholders(_agent(), {"name": blank}, everything)
+    assert [error["loc"] for error in missing] == [["body", "recipient", "name"]]
+
+
 def test_sync_detection_and_recording_from_the_agent() -> None:
     params = _params(_agent())
     assert params == {

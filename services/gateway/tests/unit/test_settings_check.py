@@ -56,6 +56,11 @@ def test_gateway_outlasts_the_proxy_keepalive_by_default() -> None:
     assert uvicorn_options(Settings(gateway_keepalive_s=120))["timeout_keep_alive"] == 120
 
 
+def test_shutdown_waits_for_a_webhook_as_long_as_dialog_may_take() -> None:
+    assert uvicorn_options(Settings())["timeout_graceful_shutdown"] == 10
+    assert uvicorn_options(Settings(dialog_deadline_ms=14000))["timeout_graceful_shutdown"] == 16
+
+
 def test_a_keepalive_of_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="gateway_keepalive_s"):
         Settings(gateway_keepalive_s=0)

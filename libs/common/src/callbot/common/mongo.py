@@ -2,6 +2,12 @@
 
 An `AsyncMongoClient` belongs to the event loop it was first used on: create
 it inside a service's start-up, never at import time.
+
+A replica set is named in `MONGODB_URL` itself (`mongodb://m0,m1,m2/?replicaSet=rs0`):
+the driver finds the primary and follows elections. Every write waits for a
+majority of the members (`w=majority`), so a write acknowledged to callbot
+(a turn persistence stored, then acked its event for) survives the primary's
+loss; with one server, a majority is that server.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ def create_mongo_client(settings: Settings, app_name: str) -> AsyncMongoClient[D
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
         socketTimeoutMS=max(timeout, 10_000),
+        w="majority",
     )
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from callbot.common.broker_nodes import node_urls
 from callbot.common.mcp_servers import parse_allowed_hosts
 from callbot.common.object_storage import S3Config
 
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, frozen=True)
 
-    # Messaging
+    # Messaging. A cluster: every node in one URL, `amqp://u:p@rabbit-0,rabbit-1,rabbit-2/`.
     rabbitmq_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     rabbitmq_namespace: str = Field(
         default="callbot",
@@ -144,6 +145,12 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _names_broker_nodes(cls, value: SecretStr) -> SecretStr:
+        node_urls(value.get_secret_value())  # raises, saying why, without the secret
+        return value
+
     @field_validator("twilio_api_base_url", "openai_base_url", "s3_endpoint_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
@@ -154,6 +161,11 @@ class Settings(BaseSettings):
         """The accepted API keys, from the comma-separated `CALLBOT_API_KEYS`."""
         raw = self.callbot_api_keys.get_secret_value()
         return frozenset(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def rabbitmq_nodes(self) -> tuple[str, ...]:
+        """One URL per RabbitMQ node named in `RABBITMQ_URL`, in its order."""
+        return node_urls(self.rabbitmq_url.get_secret_value())
 
     @property
     def public_base_url(self) -> str:

@@ -38,6 +38,9 @@ class StackConfig:
     campaigns_replicas: int = 0  # the campaigns service (0: not started)
     # The media worker (recording archive); it needs object storage: S3_* in `extra_env`.
     media: bool = False
+    # Where Twilio (the emulator) reaches gateway: a front of several gateways
+    # (`callbot.testkit.tcp_front`); None: the gateway itself.
+    public_url: str | None = None
 
 
 class CallbotStack:
@@ -83,7 +86,7 @@ class CallbotStack:
             **self._env(),
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(self.gateway_port),
-            "PUBLIC_URL": self.gateway_url,
+            "PUBLIC_URL": self.config.public_url or self.gateway_url,
             "CALLBOT_API_KEYS": API_KEY,
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,

@@ -12,7 +12,8 @@ The answer is sorted into what the dialer does next:
 - `Throttled`: Twilio (429 / 20429) or gateway (503) said "not now": the
   campaign backs off and the attempt waits, not counted as an attempt;
 - `Refused`: this recipient cannot be called (opted out: 409; invalid
-  number: 422; Twilio refused it: 400); the attempt ends with the reason;
+  number: a 422 about `to`; any other 422, or Twilio refused it: 400,
+  `rejected`); the attempt ends with the reason;
 - `Unsure`: no answer, or gateway failed (5xx, connection error): the call
   may or may not exist, so the attempt stays claimed and the same key is
   sent again later.
@@ -108,10 +109,19 @@ def classify_answer(status: int, headers: Any, body: Any) -> PlacementResult:
     if status == 409:
         return Refused("opted_out", str(detail))
     if status == 422:
-        return Refused("invalid_number", str(detail))
+        return Refused("invalid_number" if _names_the_number(detail) else "rejected", str(detail))
     if status in (400, 404):
         return Refused("rejected", str(detail))
     return Unsure(f"gateway answered {status}: {detail}")
+
+
+def _names_the_number(detail: Any) -> bool:
+    """Whether a 422's errors are about `to` (a validation error list, each
+    with a `loc`), rather than, say, a template value the row does not give."""
+    if not isinstance(detail, list):
+        return False
+    locs = [error.get("loc") for error in detail if isinstance(error, dict)]
+    return bool(locs) and all(isinstance(loc, list) and loc[-1:] == ["to"] for loc in locs)
 
 
 def _json(response: httpx.Response) -> Any:

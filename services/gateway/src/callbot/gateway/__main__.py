@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import Any
 
@@ -31,8 +32,16 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,  # RequestObserver writes one JSON line per request
         "log_config": None,  # uvicorn's own lines go through our JSON handler
         "timeout_keep_alive": settings.gateway_keepalive_s,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": graceful_shutdown_s(settings),
     }
+
+
+def graceful_shutdown_s(settings: Settings) -> int:
+    """How long gateway, told to stop, waits for the requests in flight before
+    it closes its connections. A webhook waits at most `DIALOG_DEADLINE_MS`
+    for dialog, then answers: that, a margin, and never under 10 s. A
+    Kubernetes pod's terminationGracePeriodSeconds must leave room for it."""
+    return max(10, math.ceil(settings.dialog_deadline_ms / 1000) + 2)
 
 
 def main() -> None:

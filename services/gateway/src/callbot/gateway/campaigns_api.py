@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from callbot.common.agents import Agent
 from callbot.common.campaigns import (
     CAMPAIGN_RESPONSE_ADAPTER,
     CampaignAck,
@@ -42,7 +43,11 @@ from callbot.common.contracts import CampaignCounters, Message, RpcFailure, new_
 from callbot.common.messaging import RpcError, RpcTimeout
 from callbot.gateway.campaign_documents import ATTEMPT_FIELDS
 from callbot.gateway.deps import Resources, require_api_key
-from callbot.gateway.domain.outbound_call import e164_number, missing_variables
+from callbot.gateway.domain.outbound_call import (
+    e164_number,
+    missing_placeholders,
+    missing_variables,
+)
 from callbot.gateway.domain.recipient_rows import BadRecipientRow, csv_rows, json_rows
 from callbot.gateway.resources import GatewayResources
 
@@ -129,7 +134,8 @@ async def _create(
     await _rpc(resources, CampaignCreate(campaign_id=campaign_id, settings=settings))
     try:
         total = 0
-        while chunk := await asyncio.to_thread(_take, rows, CHUNK_ROWS):
+        checked = _placeholders_given(rows, agent, settings.variables)
+        while chunk := await asyncio.to_thread(_take, checked, CHUNK_ROWS):
             total += len(chunk)
             if total > MAX_ROWS:
                 raise BadRecipientRow(chunk[-1].row, f"more than {MAX_ROWS} recipients")
@@ -153,6 +159,22 @@ async def _create(
         settings=settings,
         counters=ack.counters or CampaignCounters(),
     )
+
+
+def _placeholders_given(
+    rows: Iterator[RecipientRow], agent: Agent, variables: dict[str, Any]
+) -> Iterator[RecipientRow]:
+    """The rows, each checked to give every `{recipient.<key>}` the agent's
+    templates use: a row without one is refused at upload (line named), not
+    discovered at dialing time as a call gateway refuses."""
+    for row in rows:
+        if missing := missing_placeholders(agent, row.fields, variables):
+            keys = ", ".join(f"`{error['loc'][-1]}`" for error in missing)
+            raise BadRecipientRow(
+                row.row,
+                f"no {keys} for this recipient: agent {agent.agent_id!r} says it to the callee",
+            )
+        yield row
 
 
 def _take(rows: Iterator[RecipientRow], size: int) -> list[RecipientRow]:

@@ -231,7 +231,7 @@ async def reconciler_running(resources: GatewayResources) -> AsyncIterator[None]
         twilio_rps=settings.reconcile_twilio_rps,
     )
     lease = ExclusiveQueueLease(
-        settings.rabbitmq_url.get_secret_value(),
+        settings,
         f"{resources.topology.namespace}.reconciler.lease",
         f"gateway-{os.getpid()}",
     )

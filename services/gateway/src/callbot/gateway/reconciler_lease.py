@@ -18,12 +18,15 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelLockedResource
 
+from callbot.common.messaging import connect_once
+from callbot.common.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
 class ExclusiveQueueLease:
-    def __init__(self, rabbitmq_url: str, queue_name: str, holder: str) -> None:
-        self._url = rabbitmq_url
+    def __init__(self, settings: Settings, queue_name: str, holder: str) -> None:
+        self._settings = settings
         self.queue_name = queue_name
         self._holder = holder
         self._connection: AbstractConnection | None = None
@@ -35,9 +38,7 @@ class ExclusiveQueueLease:
             return True
         await self.release()
         try:
-            connection = await aio_pika.connect(
-                self._url, client_properties={"connection_name": f"{self._holder}-lease"}
-            )
+            connection = await connect_once(self._settings, f"{self._holder}-lease")
         except (OSError, AMQPError, aio_pika.exceptions.AMQPConnectionError) as exc:
             log.info("reconciler lease not taken: broker unreachable", extra={"error": str(exc)})
             return False

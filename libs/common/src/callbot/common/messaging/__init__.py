@@ -1,6 +1,6 @@
 """Messaging over RabbitMQ (aio-pika): topology, publisher, consumer, RPC."""
 
-from callbot.common.messaging.connection import connect, is_connected
+from callbot.common.messaging.connection import connect, connect_once, is_connected
 from callbot.common.messaging.consumer import EventConsumer, EventHandler
 from callbot.common.messaging.publisher import EventPublisher, PublishFailed
 from callbot.common.messaging.rpc import (
@@ -47,6 +47,7 @@ __all__ = [
     "StreamingRpcServer",
     "Topology",
     "connect",
+    "connect_once",
     "declare_topology",
     "delete_topology",
     "is_connected",

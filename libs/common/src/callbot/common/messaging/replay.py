@@ -28,6 +28,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from callbot.common.messaging.connection import connect_once
 from callbot.common.messaging.topology import (
     DEAD_LETTER_QUEUE_HEADER,
     DEAD_LETTER_REASON_HEADER,
@@ -143,10 +144,7 @@ async def replay_dead_letters(
     (`queue`, at most `limit`), keep the others where they are."""
     topology = Topology(settings.rabbitmq_namespace)
     outcome = ReplayOutcome()
-    connection = await aio_pika.connect(
-        settings.rabbitmq_url.get_secret_value(),
-        client_properties={"connection_name": "callbot-dlq-replay"},
-    )
+    connection = await connect_once(settings, "callbot-dlq-replay")
     async with connection:
         source = await connection.channel()
         try:

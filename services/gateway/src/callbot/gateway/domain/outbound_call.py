@@ -85,8 +85,8 @@ def missing_placeholders(
     agent: Agent, recipient: dict[str, Any], variables: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The `{recipient.<key>}` and `{variables.<key>}` the agent's templates use
-    that the request does not give (absent or null), as 422 errors whose `loc`
-    is the missing field: the callee would hear a gap where each goes."""
+    that the request does not give (absent, null or blank), as 422 errors whose
+    `loc` is the missing field: the callee would hear a gap where each goes."""
     given = {"recipient": recipient, "variables": variables}
     return [
         {
@@ -96,8 +96,12 @@ def missing_placeholders(
             f"{_where_used(agent, root, key)}; give {root}.{key} in the request",
         }
         for root, key in sorted(agent.required_placeholders())
-        if given[root].get(key) is None
+        if _blank(given[root].get(key))
     ]
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _where_used(agent: Agent, root: str, key: str) -> str:
