@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     reconcile_batch: int = Field(default=100, ge=1, le=10000)
     reconcile_twilio_rps: float = Field(default=5.0, gt=0, le=100)
 
+    # Console (gateway's web UI under /console)
+    console_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs the console's session cookies and CSRF tokens; empty: a random key "
+        "per gateway process (sessions end when it restarts and do not carry across replicas).",
+    )
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)
     summary_wait_s: float = Field(

@@ -26,6 +26,7 @@ from callbot.common.object_storage import ObjectStorageUnavailable
 from callbot.gateway.agent_files_check import agent_file_errors
 from callbot.gateway.deps import Resources, require_api_key
 from callbot.gateway.mcp_check import mcp_errors
+from callbot.gateway.resources import GatewayResources
 
 # Saving an agent is not on a call's critical path; persistence may be busy.
 AGENT_SAVE_TIMEOUT_S = 5.0
@@ -116,6 +117,14 @@ async def get_agent(agent_id: AgentId, resources: Resources) -> Agent:
 async def save_agent(
     agent_id: AgentId, definition: AgentDefinition, resources: Resources
 ) -> AgentSaveResult:
+    return await store_agent(agent_id, definition, resources)
+
+
+async def store_agent(
+    agent_id: str, definition: AgentDefinition, resources: GatewayResources
+) -> AgentSaveResult:
+    """Check and save an agent through persistence: the API and the console alike.
+    Raises `RequestValidationError` (what is wrong, by field) or `HTTPException`."""
     if definition.agent_id and definition.agent_id != agent_id:
         raise RequestValidationError(
             [

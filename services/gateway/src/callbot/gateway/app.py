@@ -25,6 +25,7 @@ from callbot.gateway import (
     status_webhooks,
     voice_webhooks,
 )
+from callbot.gateway.console import console_running, install_console
 from callbot.gateway.domain.webhook_form import MalformedWebhook
 from callbot.gateway.reconciler import reconciler_running
 from callbot.gateway.request_observer import RequestObserver
@@ -41,8 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources, reconciler_running(resources):
+        async with (
+            open_resources(settings) as resources,
+            reconciler_running(resources),
+            console_running(resources) as console,
+        ):
             app.state.resources = resources
+            app.state.console = console
             yield
 
     app = FastAPI(
@@ -66,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recordings_api,
     ):
         app.include_router(module.router)
+    install_console(app)
     return app
 
 

@@ -39,6 +39,17 @@ class CampaignDocuments:
     async def campaign(self, campaign_id: str) -> Document | None:
         return await self._campaigns.find_one({"_id": campaign_id})
 
+    async def campaigns(self, limit: int) -> list[Document]:
+        """The newest campaigns (drafts are never shown: they are not created yet)."""
+        cursor = (
+            self._campaigns.find(
+                {"state": {"$ne": "draft"}}, {"settings": 1, "state": 1, "created_at": 1}
+            )
+            .sort("created_at", -1)
+            .limit(limit)
+        )
+        return [document async for document in cursor]
+
     async def counters(self, campaign_id: str) -> CampaignCounters:
         cursor = await self._attempts.aggregate(counters_pipeline(campaign_id))
         return counters_from_groups(await cursor.to_list(None))

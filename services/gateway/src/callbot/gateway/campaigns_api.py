@@ -115,16 +115,18 @@ async def create_campaign(request: Request, resources: Resources) -> CampaignVie
             if not isinstance(upload, UploadFile):
                 raise _invalid(["body", "recipients"], "attach the recipients CSV file")
             lines = io.TextIOWrapper(upload.file, encoding="utf-8", newline="")
-            return await _create(settings, csv_rows(lines), resources)
+            return await create_from_rows(settings, csv_rows(lines), resources)
     body = await request.body()
     payload = _parse(CampaignCreateRequest, body, None)
     settings = CampaignSettings.model_validate(payload.model_dump(exclude={"recipients"}))
-    return await _create(settings, json_rows(payload.recipients), resources)
+    return await create_from_rows(settings, json_rows(payload.recipients), resources)
 
 
-async def _create(
+async def create_from_rows(
     settings: CampaignSettings, rows: Iterator[RecipientRow], resources: GatewayResources
 ) -> CampaignView:
+    """Create, fill and start a campaign (the API and the console alike); raises
+    `RequestValidationError` for bad settings or rows, `HTTPException` else."""
     agent = await resources.documents.agent(settings.agent_id)
     if agent is None:
         raise _invalid(["body", "agent_id"], f"agent {settings.agent_id!r} not found")
@@ -209,7 +211,9 @@ async def get_campaign(campaign_id: CampaignId, resources: Resources) -> Campaig
     )
 
 
-async def _control(campaign_id: str, action: str, resources: GatewayResources) -> CampaignView:
+async def control_campaign(
+    campaign_id: str, action: str, resources: GatewayResources
+) -> CampaignView:
     view = await get_campaign(campaign_id, resources)  # 404 before asking the service
     ack = await _rpc(resources, CampaignControl(campaign_id=campaign_id, action=action))
     return view.model_copy(
@@ -226,18 +230,18 @@ _CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.post("/v1/campaigns/{campaign_id}/pause", responses=_CONTROL_RESPONSES)
 async def pause_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
     """No new calls; calls in progress end normally; retries are still scheduled."""
-    return await _control(campaign_id, "pause", resources)
+    return await control_campaign(campaign_id, "pause", resources)
 
 
 @router.post("/v1/campaigns/{campaign_id}/resume", responses=_CONTROL_RESPONSES)
 async def resume_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
-    return await _control(campaign_id, "resume", resources)
+    return await control_campaign(campaign_id, "resume", resources)
 
 
 @router.post("/v1/campaigns/{campaign_id}/cancel", responses=_CONTROL_RESPONSES)
 async def cancel_campaign(campaign_id: CampaignId, resources: Resources) -> CampaignView:
     """Every recipient not yet called is `canceled`; calls in progress end normally."""
-    return await _control(campaign_id, "cancel", resources)
+    return await control_campaign(campaign_id, "cancel", resources)
 
 
 @router.get(

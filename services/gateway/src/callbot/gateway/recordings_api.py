@@ -21,6 +21,7 @@ from callbot.common.object_storage import (
     ObjectStorageUnavailable,
 )
 from callbot.gateway.deps import Resources, require_api_key
+from callbot.gateway.resources import GatewayResources
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"], dependencies=[Depends(require_api_key)])
 
@@ -40,6 +41,13 @@ async def call_recording(
     resources: Resources,
     redirect: Annotated[bool, Query(description="307 to a presigned URL instead")] = False,
 ) -> Response:
+    return await archived_recording(call_id, resources, redirect=redirect)
+
+
+async def archived_recording(
+    call_id: str, resources: GatewayResources, *, redirect: bool = False
+) -> Response:
+    """The call's archived audio (or a 307 to it); the API and the console serve it alike."""
     with log_context(call_id=call_id):
         call = await resources.documents.call(call_id)
         if call is None:
