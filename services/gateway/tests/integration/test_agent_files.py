@@ -111,7 +111,7 @@ async def test_object_storage_away_at_save_time_is_a_503_and_nothing_is_saved(
     response = await client.put("/v1/agents/acme", json=body, headers=api_headers())
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
-    assert "retry the PUT" in response.json()["detail"]
+    assert "nothing was saved: retry" in response.json()["detail"]
     assert saved_agents == []
 
 

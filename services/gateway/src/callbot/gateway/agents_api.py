@@ -155,7 +155,7 @@ async def store_agent(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"object storage is unreachable, so the agent's files cannot be checked ({exc}); "
-            "retry the PUT",
+            "nothing was saved: retry",
             headers={"Retry-After": "5"},
         ) from exc
     if mcp_problems or file_problems:
