@@ -101,3 +101,7 @@ def test_agent_files_are_object_locations_listed_once() -> None:
         _agent(knowledge=["s3://acme-files/a.md", "s3://acme-files/a.md"])
     with pytest.raises(ValidationError, match=r"audio\.greeting\n.*not an object location"):
         _agent(audio={"greeting": "greeting.wav"})
+    relay = {"type": "conversation_relay"}
+    _agent(transport=relay, audio={"voicemail_message": "s3://acme-files/vm.wav"})
+    with pytest.raises(ValidationError, match=r"only voicemail_message can be a recording"):
+        _agent(transport=relay, audio={"greeting": "s3://acme-files/hello.wav"})

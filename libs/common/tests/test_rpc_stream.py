@@ -179,3 +179,30 @@ async def test_cancel_reaches_the_replica_doing_the_work(
     stream = await client.open(stream_queue, _turn("count 2"), DIALOG_RESPONSE_ADAPTER, timeout_s=5)
     assert [chunk async for chunk in stream.chunks()] == ["w0 ", "w1 "]
     await again.stop()
+
+
+async def test_cancel_reaches_the_server_after_the_reading_task_was_cancelled(
+    amqp_connection: AbstractRobustConnection, topology: Topology, stream_queue: str
+) -> None:
+    # How gateway stops an answer on barge-in: the task reading the chunks is
+    # cancelled, then the stream.
+    worker = Worker()
+    server = await _server(amqp_connection, topology, stream_queue, worker)
+    client = await _client(amqp_connection, topology)
+    stream = await client.open(
+        stream_queue, _turn("count 500"), DIALOG_RESPONSE_ADAPTER, timeout_s=20
+    )
+    first = asyncio.Event()
+
+    async def read() -> None:
+        async for _chunk in stream.chunks():
+            first.set()
+
+    reading = asyncio.create_task(read())
+    await first.wait()
+    reading.cancel()
+    await asyncio.gather(reading, return_exceptions=True)
+    await stream.cancel("the callee interrupted")
+    await asyncio.wait_for(server.stop(), 5)
+    assert worker.cancelled == ["count 500"]
+    assert len(worker.emitted) < 500

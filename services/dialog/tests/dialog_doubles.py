@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from callbot.common.contracts import Event
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
 from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.session import Session
+from callbot.dialog.streamed_speech import StreamedSpeech
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -108,19 +110,42 @@ class RecordingEvents:
 
 
 class ScriptedModel:
-    """A conversation model answering from a script; `None` means it failed."""
+    """A conversation model answering from a script; `None` means it failed.
 
-    def __init__(self, answers: Iterable[ModelAnswer | None] = ()) -> None:
+    Given a `StreamedSpeech`, it streams its text word by word, then its tool
+    calls (as a model does); with `hold_after_words` set, it waits on `go` after
+    that many words, so a test can cancel it mid-answer."""
+
+    def __init__(
+        self, answers: Iterable[ModelAnswer | None] = (), hold_after_words: int | None = None
+    ) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[list[Turn], Turn]] = []
         self.passages: list[list[Passage]] = []  # what each call had in its context
+        self.hold_after_words = hold_after_words
+        self.holding = asyncio.Event()
+        self.go = asyncio.Event()
 
     async def answer(
-        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+        self,
+        session: Session,
+        heard: Turn,
+        budget_s: float,
+        speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         self.calls.append((list(session.turns), heard))
         self.passages.append(list(passages))
         answer = self.answers.pop(0) if self.answers else ModelAnswer(text="OK.")
         if answer is None:
             raise ModelUnavailable("scripted failure")
+        if speech is not None:
+            speech.begin_completion()
+            for index, word in enumerate(answer.text.split(" ")):
+                if index == self.hold_after_words:
+                    self.holding.set()
+                    await self.go.wait()
+                await speech.model_text(word if index == 0 else f" {word}")
+            if answer.actions:
+                await speech.end_of_text()
         return answer

@@ -24,6 +24,7 @@ from callbot.common.contracts import (
     CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallTurnInterrupted,
     CallTurnRecorded,
 )
 
@@ -120,6 +121,13 @@ class CallScript:
     def turns(self) -> list[CallTurnRecorded]:
         """One event per turn, as dialog published them before schema version 2."""
         return [self.turn(seq) for seq in range(len(CONVERSATION))]
+
+    def interrupted(self, seq: int, heard: str) -> CallTurnInterrupted:
+        """The assistant line at `seq`, cut where the callee spoke over it."""
+        line = self._turn(seq).model_copy(update={"content": heard, "interrupted": True})
+        return CallTurnInterrupted(
+            call_id=self.call_id, occurred_at=self._turn_time(seq), turn=line
+        )
 
     def _turn_time(self, seq: int) -> datetime:
         return self.at(6 + 5 * seq)

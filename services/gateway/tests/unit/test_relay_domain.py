@@ -28,10 +28,13 @@ def test_the_twiml_connects_the_call_to_the_socket_with_the_agents_options() -> 
         socket_url="wss://callbot.example.com/relay",
         call_id="c1",
         transport=ConversationRelayTransport(
-            tts_provider="ElevenLabs", interruptible="speech", dtmf_detection=False
+            tts_provider="ElevenLabs",
+            interruptible="speech",
+            dtmf_detection=False,
+            welcome_greeting=True,
         ),
         language="en-GB",
-        welcome_greeting='Hello "Ada" & co',
+        greeting='Hello "Ada" & co',
         action_url="https://callbot.example.com/voice/relay-ended?call_id=c1",
     )
     assert twiml == (
@@ -41,6 +44,21 @@ def test_the_twiml_connects_the_call_to_the_socket_with_the_agents_options() -> 
         ' ttsProvider="ElevenLabs" url="wss://callbot.example.com/relay"'
         ' welcomeGreeting="Hello &quot;Ada&quot; &amp; co">'
         '<Parameter name="call_id" value="c1" /></ConversationRelay></Connect></Response>'
+    )
+
+
+def test_without_welcome_greeting_the_greeting_travels_as_a_parameter() -> None:
+    twiml = render_relay_twiml(
+        socket_url="wss://callbot.example.com/relay",
+        call_id="c1",
+        transport=ConversationRelayTransport(),
+        language="en-US",
+        greeting="Hi Ada",
+    )
+    assert "welcomeGreeting" not in twiml
+    assert twiml.endswith(
+        '<Parameter name="call_id" value="c1" /><Parameter name="greeting" value="Hi Ada" />'
+        "</ConversationRelay></Connect></Response>"
     )
 
 

@@ -149,6 +149,23 @@ class CallStoreContract:
         mixed = _content(await store.get(script.call_id))
         assert mixed == project([script.created(), *script.exchanges()], script.call_id)
 
+    @pytest.mark.parametrize("interrupt_first", [False, True])
+    async def test_an_interrupted_line_keeps_only_what_was_heard_in_either_order(
+        self, store: CallStore, script: CallScript, interrupt_first: bool
+    ) -> None:
+        exchange, cut = script.exchange(1, 2), script.interrupted(2, "Thanks! Could")
+        events = [script.created(), script.exchange(0)]
+        events += [cut, exchange] if interrupt_first else [exchange, cut]
+        await _apply_all(store, [*events, exchange, script.interrupted(2, "another cut")])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert [(t.seq, t.content, t.interrupted) for t in call.turns][1:] == [
+            (1, script.exchange(1).turns[0].content, False),
+            (2, "Thanks! Could", True),
+        ]
+        assert call.data_collected == exchange.data_collected
+        assert _content(call) == project(events, script.call_id)
+
     async def test_a_repeated_answer_keeps_the_first_answer_time(
         self, store: CallStore, script: CallScript
     ) -> None:

@@ -227,6 +227,20 @@ class Agent(_Model):
             raise ValueError(f"documents listed twice: {duplicates}")
         return documents
 
+    @model_validator(mode="after")
+    def _recordings_play_where_twiml_is_answered(self) -> Agent:
+        # Over ConversationRelay, Twilio speaks the agent's lines from text on the
+        # WebSocket; only the voicemail message (a machine gets TwiML, never the
+        # relay) can be played, so a stored `audio` always means it was heard.
+        if self.transport.type == "conversation_relay":
+            spoken = sorted(line for line in self.audio.files() if line != "voicemail_message")
+            if spoken:
+                raise ValueError(
+                    f"audio {spoken}: over transport conversation_relay these lines are "
+                    "spoken from text; only voicemail_message can be a recording"
+                )
+        return self
+
     def templates(self) -> dict[str, str]:
         """Every text of the agent that is rendered with call data."""
         return {name: getattr(self, name) for name in TEMPLATE_FIELDS}

@@ -72,6 +72,9 @@ class Turn(_Model):
     confidence: float | None = None
     latency_ms: int | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
+    # The callee spoke over this line (ConversationRelay barge-in): `content` is
+    # only what they heard before the interruption.
+    interrupted: bool = False
     # The recording played instead of speaking `content` (the agent's `audio`);
     # `content` is then the line's transcript.
     audio: str | None = None

@@ -25,6 +25,7 @@ from callbot.common.calls import (
     RecordingArchive,
     Turn,
 )
+from callbot.common.transport import GatherTransport, Transport
 
 SCHEMA_VERSION = 1
 
@@ -114,6 +115,22 @@ class CallTurnRecorded(CallEvent):
     def last_seq(self) -> int:
         """The exchange's last seq: its data is what was collected by then."""
         return self.turns[-1].seq
+
+
+class CallTurnInterrupted(CallEvent):
+    """gateway: the callee spoke over an assistant line (ConversationRelay
+    `interrupt`); `turn` is that line as far as they heard it, marked
+    `interrupted`. It replaces the line `call.turn` stored at the same seq, in
+    whichever order the two arrive; a turn already marked interrupted stays."""
+
+    type: Literal["call.turn_interrupted"] = "call.turn_interrupted"
+    turn: Turn
+
+    @model_validator(mode="after")
+    def _an_interrupted_assistant_line(self) -> CallTurnInterrupted:
+        if self.turn.role != "assistant" or not self.turn.interrupted:
+            raise ValueError("call.turn_interrupted carries an assistant turn marked interrupted")
+        return self
 
 
 class CallEnding(CallEvent):
@@ -237,6 +254,7 @@ AnyEvent = Annotated[
     CallCreated
     | CallAnswered
     | CallTurnRecorded
+    | CallTurnInterrupted
     | CallEnding
     | CallStatusChanged
     | CallRecordingUpdated
@@ -282,6 +300,9 @@ class DialogTurn(Message):
     seq: int = Field(ge=1)
     speech: str = ""
     confidence: float | None = None
+    # ConversationRelay: the line the callee spoke over before this turn, as far
+    # as they heard it (also published as `call.turn_interrupted`).
+    interrupted_line: Turn | None = None
 
 
 class GatherSpec(Message):
@@ -308,6 +329,9 @@ class DialogReply(Message):
     next_seq: int = Field(ge=1)
     gather: GatherSpec = GatherSpec()
     ended_by: EndedBy | None = None
+    # The agent's transport: a `gather` reply is rendered as `<Gather>` TwiML; a
+    # `conversation_relay` greeting opens the call's relay WebSocket instead.
+    transport: Transport = GatherTransport()
 
 
 class AgentSave(Message):

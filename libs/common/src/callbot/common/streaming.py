@@ -43,6 +43,27 @@ class StreamCancel(Message):
     reason: str = ""
 
 
+def heard_line(sent: str, line: str) -> str:
+    """The whole line the callee hears when `sent` went out before the turn's
+    line was decided: `line` itself when it goes on from what was sent (the
+    model's own text), else `line` spoken after it (the policy replaced the
+    model's text, with a re-ask or a closing line: what went out stays said)."""
+    said = sent.rstrip()
+    if not said or line.startswith(said):
+        return line
+    return f"{said} {line}"
+
+
+def still_to_send(sent: str, line: str) -> str:
+    """What of `line` (a `heard_line` of `sent`) has not gone out yet."""
+    said = sent.rstrip()
+    if not said:
+        return line
+    rest = line[len(said) :]
+    # The whitespace after `said` went out with it.
+    return rest if sent == said else rest.lstrip()
+
+
 StreamFrame = Annotated[StreamChunk | StreamFinal, Field(discriminator="type")]
 STREAM_FRAME_ADAPTER: TypeAdapter[StreamFrame] = TypeAdapter(StreamFrame)
 STREAM_CANCEL_ADAPTER: TypeAdapter[StreamCancel] = TypeAdapter(StreamCancel)

@@ -11,6 +11,13 @@ while the earlier turn completed late) is appended after the last turn.
 An exchange is one `call.turn` event (the callee's words and the reply
 together), published and confirmed before the reply is returned, so the call
 document never lags a spoken line by more than that publish.
+
+A streamed turn (`handle_streamed_turn`, ConversationRelay) is the same turn:
+the model's text goes out as it is written, the stored line is what went out
+followed by whatever the policy decided (`heard_line`), and the rest of it is
+sent once the exchange is published. Cancelled mid-answer (the callee spoke
+over it, or hung up), it still records the callee's words and the text that
+went out, with the data as it was; gateway then tells what was heard.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from callbot.common.contracts import (
     AnyEvent,
     CallEnding,
     CallStatusChanged,
+    CallTurnInterrupted,
     CallTurnRecorded,
     DialogReply,
     DialogStart,
@@ -37,7 +45,8 @@ from callbot.common.contracts import (
     GatherSpec,
     utcnow,
 )
-from callbot.common.messaging import Deadline
+from callbot.common.messaging import Deadline, StreamEmit
+from callbot.common.streaming import heard_line
 from callbot.dialog.agent_cache import AgentCache
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
 from callbot.dialog.domain.deterministic import deterministic_answer
@@ -50,15 +59,17 @@ from callbot.dialog.domain.passages import (
 from callbot.dialog.domain.policy import (
     answer_without_model,
     apply_model_answer,
+    cut_short,
     fallback,
     greet,
     leave_voicemail,
     user_turn,
 )
-from callbot.dialog.domain.session import Exchange, Session
+from callbot.dialog.domain.session import Exchange, Session, with_spoken_line
 from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
 from callbot.dialog.metrics import FALLBACKS, KNOWLEDGE_TURNS
 from callbot.dialog.sessions import SessionRegistry
+from callbot.dialog.streamed_speech import StreamedSpeech
 from callbot.dialog.summaries import CallSummarizer
 
 log = logging.getLogger(__name__)
@@ -74,10 +85,16 @@ MIN_PUBLISH_TIMEOUT_S = 1.0
 
 class ConversationModel(Protocol):
     async def answer(
-        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+        self,
+        session: Session,
+        heard: Turn,
+        budget_s: float,
+        speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         """The model's answer to `heard`, with the knowledge `passages` in its
-        context; raises `ModelUnavailable` when it has none in time."""
+        context; raises `ModelUnavailable` when it has none in time. With
+        `speech`, its text goes out as it is written."""
         ...
 
 
@@ -98,10 +115,16 @@ class EventSink(Protocol):
 
 
 class DeterministicConversation:
-    """The conversation model when no LLM is configured (see `domain.deterministic`)."""
+    """The conversation model when no LLM is configured (see `domain.deterministic`).
+    Its line is whole at once: a streamed turn sends it after the exchange."""
 
     async def answer(
-        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+        self,
+        session: Session,
+        heard: Turn,
+        budget_s: float,
+        speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         return deterministic_answer(session, heard)  # no model: no use for passages
 
@@ -125,6 +148,18 @@ async def handle_request(
     return await handle_turn(request, deadline, ports)
 
 
+async def handle_streamed_request(
+    request: DialogStart | DialogTurn, deadline: Deadline, ports: DialogPorts, emit: StreamEmit
+) -> DialogReply:
+    """A request on the streaming queue: a turn streams its answer; a start
+    sends its whole line (the greeting is a template, not the model's)."""
+    if isinstance(request, DialogTurn):
+        return await handle_streamed_turn(request, deadline, ports, emit)
+    reply = await handle_start(request, deadline, ports)
+    await emit(reply.say)
+    return reply
+
+
 async def handle_start(request: DialogStart, deadline: Deadline, ports: DialogPorts) -> DialogReply:
     async with ports.sessions.exclusive(request.call_id):
         session = await ports.sessions.for_start(request)
@@ -143,10 +178,30 @@ async def handle_start(request: DialogStart, deadline: Deadline, ports: DialogPo
         return await _record(session, exchange, deadline, ports)
 
 
-async def handle_turn(request: DialogTurn, deadline: Deadline, ports: DialogPorts) -> DialogReply:
+async def handle_streamed_turn(
+    request: DialogTurn, deadline: Deadline, ports: DialogPorts, emit: StreamEmit
+) -> DialogReply:
+    """`handle_turn`, its reply sent through `emit` as it is written. A closing
+    line is not streamed: gateway has it spoken before the hang-up (the final
+    reply holds the whole line; `still_to_send` tells the part not sent)."""
+    speech = StreamedSpeech(emit)
+    reply = await handle_turn(request, deadline, ports, speech)
+    if reply.action != "hangup":
+        await speech.finish(reply.say)
+    return reply
+
+
+async def handle_turn(
+    request: DialogTurn,
+    deadline: Deadline,
+    ports: DialogPorts,
+    speech: StreamedSpeech | None = None,
+) -> DialogReply:
     async with ports.sessions.exclusive(request.call_id):
         wait_s = min(MAX_PERSISTENCE_WAIT_S, max(deadline.remaining() / 3, 0.0))
         session = await ports.sessions.for_turn(request.call_id, request.seq, wait_s)
+        if request.interrupted_line is not None:
+            session.heard_interruption(request.interrupted_line)
         recorded = _recorded_answer(session, request)
         if recorded is not None:
             log.info(
@@ -161,17 +216,28 @@ async def handle_turn(request: DialogTurn, deadline: Deadline, ports: DialogPort
         )
         exchange = answer_without_model(session, heard, ports.clock())
         if exchange is None:
-            exchange = await _ask_model(session, heard, deadline, ports)
+            try:
+                exchange = await _ask_model(session, heard, deadline, ports, speech)
+            except asyncio.CancelledError:
+                if speech is not None:
+                    await _record_cut_short(session, heard, speech.sent, ports)
+                raise
+        if speech is not None:
+            exchange = with_spoken_line(exchange, heard_line(speech.sent, exchange.spoken.content))
         return await _record(session, exchange, deadline, ports)
 
 
 async def handle_event(event: AnyEvent, ports: DialogPorts) -> None:
-    """`agent.updated` drops the cached agent; a terminal `call.status` ends the
-    session, and the replica that held it summarizes the call."""
+    """`agent.updated` drops the cached agent; `call.turn_interrupted` cuts the
+    held session's line to what the callee heard (the model's next context); a
+    terminal `call.status` ends the session, and the replica that held it
+    summarizes the call."""
     if isinstance(event, AgentUpdated):
         ports.agents.drop(event.agent_id)
         if ports.knowledge is not None:
             ports.knowledge.drop(event.agent_id)
+    elif isinstance(event, CallTurnInterrupted):
+        ports.sessions.heard_interruption(event.call_id, event.turn)
     elif isinstance(event, CallStatusChanged) and event.status in TERMINAL_STATUSES:
         session = ports.sessions.evict(event.call_id)
         if session is not None and ports.summaries is not None and session.turns:
@@ -199,13 +265,34 @@ def _seq_for(session: Session, request: DialogTurn) -> int:
     return session.next_seq
 
 
+async def _record_cut_short(session: Session, heard: Turn, sent: str, ports: DialogPorts) -> None:
+    """The turn was cancelled mid-answer: the callee's words and what went out
+    are still stored (nothing the model decided is applied)."""
+    exchange = cut_short(session, heard, sent, ports.clock())
+    try:
+        await _publish_turn(session, exchange, MIN_PUBLISH_TIMEOUT_S, ports)
+    except Exception as exc:
+        log.error(
+            "the turn of a cancelled answer was not stored",
+            extra={"seq": heard.seq, "error": repr(exc)},
+        )
+        return
+    log.info("answer cancelled by the caller; what went out is stored", extra={"seq": heard.seq})
+    session.commit(exchange)
+    ports.sessions.keep(session)
+
+
 async def _ask_model(
-    session: Session, heard: Turn, deadline: Deadline, ports: DialogPorts
+    session: Session,
+    heard: Turn,
+    deadline: Deadline,
+    ports: DialogPorts,
+    speech: StreamedSpeech | None,
 ) -> Exchange:
     passages = await _passages(session, heard, deadline, ports.knowledge)
     budget_s = min(model_time_limit(session.agent), deadline.remaining() - SAFETY_MARGIN_S)
     try:
-        answer = await ports.model.answer(session, heard, budget_s, passages)
+        answer = await ports.model.answer(session, heard, budget_s, speech, passages)
     except ModelUnavailable as exc:
         FALLBACKS.inc()
         log.warning(
@@ -237,6 +324,18 @@ async def _record(
     session: Session, exchange: Exchange, deadline: Deadline, ports: DialogPorts
 ) -> DialogReply:
     """Publish the exchange (and the ending), then commit it and build the reply."""
+    await _publish_turn(session, exchange, max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S), ports)
+    ended_by = exchange.ending.ended_by if exchange.ending else None
+    if exchange.ending is not None:
+        log.info("ending the call", extra={"ended_by": ended_by, "reason": exchange.ending.reason})
+    session.commit(exchange)
+    ports.sessions.keep(session)
+    return _reply(session, exchange.spoken, exchange.spoken.seq + 1, ended_by)
+
+
+async def _publish_turn(
+    session: Session, exchange: Exchange, timeout_s: float, ports: DialogPorts
+) -> None:
     events: list[Event] = [
         CallTurnRecorded(
             call_id=session.call_id,
@@ -245,7 +344,6 @@ async def _record(
             data_complete=exchange.data_complete,
         )
     ]
-    ended_by = exchange.ending.ended_by if exchange.ending else None
     if exchange.ending is not None:
         events.append(
             CallEnding(
@@ -255,12 +353,7 @@ async def _record(
                 callback_request=exchange.ending.callback_request,
             )
         )
-    await _publish_all(ports.events, events, max(deadline.remaining(), MIN_PUBLISH_TIMEOUT_S))
-    if exchange.ending is not None:
-        log.info("ending the call", extra={"ended_by": ended_by, "reason": exchange.ending.reason})
-    session.commit(exchange)
-    ports.sessions.keep(session)
-    return _reply(session, exchange.spoken, exchange.spoken.seq + 1, ended_by)
+    await _publish_all(ports.events, events, timeout_s)
 
 
 async def _publish_all(sink: EventSink, events: list[Event], timeout_s: float) -> None:
@@ -303,4 +396,5 @@ def _reply(session: Session, spoken: Turn, next_seq: int, ended_by: EndedBy | No
             speech_model=speech.model,
         ),
         ended_by=ended_by,
+        transport=agent.transport,
     )

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from callbot.common.calls import Turn
@@ -26,7 +27,9 @@ from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_t
 from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
+from callbot.dialog.llm_stream import read_streamed_completion
 from callbot.dialog.metrics import LLM_ERRORS, LLM_SECONDS
+from callbot.dialog.streamed_speech import StreamedSpeech
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,14 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
+class SpokenThenFailed(Exception):
+    """A streamed attempt failed after some of its text went out: not retried,
+    or the callee would hear the start of the reply twice."""
+
+
 class OpenAIConversation:
-    """Answers a turn with one chat completion (tools: record_data, end_call)."""
+    """Answers a turn with one chat completion (tools: record_data, end_call);
+    streamed when given a `StreamedSpeech` (ConversationRelay turns)."""
 
     def __init__(self, settings: Settings) -> None:
         api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
@@ -62,12 +71,19 @@ class OpenAIConversation:
         await self._client.close()
 
     async def answer(
-        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+        self,
+        session: Session,
+        heard: Turn,
+        budget_s: float,
+        speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         request = build_llm_request(session, heard, passages)
-        return to_answer(await self.complete(request, budget_s))
+        return to_answer(await self.complete(request, budget_s, speech))
 
-    async def complete(self, request: LlmRequest, budget_s: float) -> ChatCompletion:
+    async def complete(
+        self, request: LlmRequest, budget_s: float, speech: StreamedSpeech | None = None
+    ) -> ChatCompletion:
         """One completion within `budget_s`, retried while time allows (the tool loop
         sends several per turn); raises ModelUnavailable."""
         give_up_at = time.monotonic() + budget_s
@@ -86,34 +102,52 @@ class OpenAIConversation:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._complete(request, give_up_at - time.monotonic())
+                    return await self._complete(request, give_up_at - time.monotonic(), speech)
         except Exception as exc:
             raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _complete(self, request: LlmRequest, time_left_s: float) -> ChatCompletion:
+    async def _complete(
+        self, request: LlmRequest, time_left_s: float, speech: StreamedSpeech | None
+    ) -> ChatCompletion:
         options = request.options
+        # The low-level `post`, not `chat.completions.create`: create() runs
+        # its parameter transform over every message, which cost ~0.12 ms a
+        # message here (45 ms at 380) and grew each turn; our messages are
+        # plain JSON already (bench/turn_overhead.py, docs/performance.md).
+        body = {
+            "model": options.model or self._default_model,
+            "messages": list(request.messages),
+            "tools": list(request.tools),
+            "temperature": options.temperature,
+            "max_tokens": options.max_tokens,
+        }
         started = time.perf_counter()
+        sent_before = speech.sent if speech is not None else ""
         try:
             # asyncio.timeout bounds the whole attempt, connect and body included.
             async with asyncio.timeout(time_left_s):
-                # The low-level `post`, not `chat.completions.create`: create() runs
-                # its parameter transform over every message, which cost ~0.12 ms a
-                # message here (45 ms at 380) and grew each turn; our messages are
-                # plain JSON already (bench/turn_overhead.py, docs/performance.md).
-                completion = await self._client.post(
-                    "/chat/completions",
-                    body={
-                        "model": options.model or self._default_model,
-                        "messages": list(request.messages),
-                        "tools": list(request.tools),
-                        "temperature": options.temperature,
-                        "max_tokens": options.max_tokens,
-                    },
-                    cast_to=ChatCompletion,
-                    options={"timeout": time_left_s},
-                )
+                if speech is None:
+                    completion = await self._client.post(
+                        "/chat/completions",
+                        body=body,
+                        cast_to=ChatCompletion,
+                        options={"timeout": time_left_s},
+                    )
+                else:
+                    stream = await self._client.post(
+                        "/chat/completions",
+                        body={**body, "stream": True},
+                        cast_to=ChatCompletion,
+                        options={"timeout": time_left_s},
+                        stream=True,
+                        stream_cls=AsyncStream[ChatCompletionChunk],
+                    )
+                    completion = await read_streamed_completion(stream, speech)
         except Exception as exc:
+            if speech is not None and speech.sent != sent_before:
+                LLM_ERRORS.labels(type(exc).__name__).inc()
+                raise SpokenThenFailed(f"the stream broke after text went out: {exc!r}") from exc
             LLM_SECONDS.labels("error").observe(time.perf_counter() - started)
             LLM_ERRORS.labels(type(exc).__name__).inc()
             log.warning(

@@ -1,6 +1,8 @@
 """Wiring: the one place that builds dialog's adapters and hands them to the handlers.
 
-- `dialog.rpc` (shared by every replica) is served by `RpcServer`;
+- `dialog.rpc` (shared by every replica) is served by `RpcServer`, and
+  `dialog.stream` (ConversationRelay turns, replies in chunks) by
+  `StreamingRpcServer`, which hears cancels on `<namespace>.rpc.cancel`;
 - `agent.updated` and `call.status` reach each replica through a queue of its
   own (exclusive, auto-deleted), since every replica must drop its cached
   agent or session, not just one of them;
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from pymongo import AsyncMongoClient
@@ -31,9 +35,12 @@ from callbot.common.messaging import (
     EventConsumer,
     EventPublisher,
     RpcServer,
+    StreamEmit,
+    StreamingRpcServer,
     Topology,
     connect,
     declare_topology,
+    stream_cancel_exchange,
 )
 from callbot.common.messaging.topology import DIALOG_EVENT_KEYS
 from callbot.common.mongo import Document, callbot_database, create_mongo_client
@@ -47,6 +54,7 @@ from callbot.dialog.handlers import (
     DialogPorts,
     handle_event,
     handle_request,
+    handle_streamed_request,
 )
 from callbot.dialog.knowledge import AgentKnowledge
 from callbot.dialog.llm import OpenAIConversation, OpenAISummaries
@@ -79,6 +87,7 @@ class DialogService:
         self._toolbox: AgentToolbox | None = None
         self._objects: S3ObjectStore | None = None
         self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
+        self._stream_rpc: StreamingRpcServer[DialogStart | DialogTurn] | None = None
         self._consumer: EventConsumer | None = None
         # Strong references: a robust channel restores only what is still referenced.
         self._declared: DeclaredTopology | None = None
@@ -139,22 +148,14 @@ class DialogService:
         async def on_request(
             request: DialogStart | DialogTurn, deadline: Deadline
         ) -> DialogReply | RpcFailure:
-            try:
-                return await handle_request(request, deadline, ports)
-            except CallNotFound as exc:
-                # A caller's mistake (or a call persistence has not stored yet),
-                # not dialog's: say so without a traceback; gateway falls back.
-                log.warning(
-                    "unknown call: no session and no call document; answering not_found",
-                    extra={"method": request.type, "error": str(exc)},
-                )
-                return RpcFailure(code="not_found", message=str(exc))
-            except AgentNotFound as exc:
-                log.warning(
-                    "unknown agent; answering not_found",
-                    extra={"method": request.type, "error": str(exc)},
-                )
-                return RpcFailure(code="not_found", message=str(exc))
+            return await _not_found_answered(request, handle_request(request, deadline, ports))
+
+        async def on_stream_request(
+            request: DialogStart | DialogTurn, deadline: Deadline, emit: StreamEmit
+        ) -> DialogReply | RpcFailure:
+            return await _not_found_answered(
+                request, handle_streamed_request(request, deadline, ports, emit)
+            )
 
         self._consumer = EventConsumer(self._events_queue, on_event)
         await self._consumer.start()
@@ -166,10 +167,19 @@ class DialogService:
             dead_letters=self._declared.dead_letters,
         )
         await self._rpc.start()
+        self._stream_rpc = StreamingRpcServer(
+            rpc_channel,
+            self._declared.queues[topology.dialog_stream_queue],
+            DIALOG_REQUEST_ADAPTER,
+            on_stream_request,
+            cancel_exchange=stream_cancel_exchange(topology.namespace),
+        )
+        await self._stream_rpc.start()
         log.info(
             "dialog serving",
             extra={
                 "rpc_queue": topology.dialog_rpc_queue,
+                "stream_queue": topology.dialog_stream_queue,
                 "policy": "llm" if settings.llm_configured else "deterministic",
             },
         )
@@ -191,6 +201,8 @@ class DialogService:
     async def stop(self) -> None:
         if self._rpc is not None:
             await self._rpc.stop()
+        if self._stream_rpc is not None:
+            await self._stream_rpc.stop()
         if self._consumer is not None:
             await self._consumer.stop()
         if self._summarizer is not None:
@@ -207,3 +219,24 @@ class DialogService:
             await self._objects.close()
         if self._mongo is not None:
             await self._mongo.close()
+
+
+async def _not_found_answered(
+    request: DialogStart | DialogTurn, answering: Coroutine[Any, Any, DialogReply]
+) -> DialogReply | RpcFailure:
+    try:
+        return await answering
+    except CallNotFound as exc:
+        # A caller's mistake (or a call persistence has not stored yet),
+        # not dialog's: say so without a traceback; gateway falls back.
+        log.warning(
+            "unknown call: no session and no call document; answering not_found",
+            extra={"method": request.type, "error": str(exc)},
+        )
+        return RpcFailure(code="not_found", message=str(exc))
+    except AgentNotFound as exc:
+        log.warning(
+            "unknown agent; answering not_found",
+            extra={"method": request.type, "error": str(exc)},
+        )
+        return RpcFailure(code="not_found", message=str(exc))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument
+from callbot.common.calls import CallDocument, Turn
 from callbot.common.contracts import DialogStart
 from callbot.dialog.agent_cache import AgentCache
 from callbot.dialog.domain.past_calls import PastConversation, summarise_past_calls
@@ -78,6 +78,13 @@ class SessionRegistry:
     def keep(self, session: Session) -> None:
         self._sessions.put(session.call_id, session)
         SESSIONS_LIVE.set(len(self._sessions))
+
+    def heard_interruption(self, call_id: str, line: Turn) -> None:
+        """Cut the held session's line to what the callee heard (no-op when this
+        replica holds no session: a rebuild reads the cut line from the document)."""
+        session = self._sessions.get(call_id)
+        if session is not None:
+            session.heard_interruption(line)
 
     def evict(self, call_id: str) -> Session | None:
         """Drop the call's session; returns it when this replica held it."""

@@ -46,6 +46,7 @@ from callbot.dialog.domain.tool_loop import (
 from callbot.dialog.llm import OpenAIConversation, to_answer
 from callbot.dialog.mcp_tools import AgentToolbox, ToolRunner
 from callbot.dialog.metrics import MCP_TOOL_CALLS
+from callbot.dialog.streamed_speech import StreamedSpeech
 
 # Below this, another tool step could not finish: ask for the answer instead.
 MIN_STEP_S = 1.0
@@ -59,11 +60,16 @@ class ToolUsingConversation:
         self._max_steps = max_steps
 
     async def answer(
-        self, session: Session, heard: Turn, budget_s: float, passages: Sequence[Passage] = ()
+        self,
+        session: Session,
+        heard: Turn,
+        budget_s: float,
+        speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         agent = session.agent
         if not has_tools(agent):
-            return await self._llm.answer(session, heard, budget_s, passages)
+            return await self._llm.answer(session, heard, budget_s, speech, passages)
         give_up_at = time.monotonic() + budget_s
 
         def left() -> float:
@@ -82,11 +88,18 @@ class ToolUsingConversation:
                 tools=base.tools + definitions if may_call else base.tools,
                 options=base.options,
             )
-            completion = await self._llm.complete(request, min(agent.llm.timeout_s, left()))
+            completion = await self._llm.complete(request, min(agent.llm.timeout_s, left()), speech)
             requests = _tool_requests(completion)
             if not may_call or not any(is_mcp_tool(item.name) for item in requests):
                 answer = to_answer(completion)
-                return replace(answer, actions=(*kept, *answer.actions), tool_calls=tuple(records))
+                # Streamed: the callee heard the earlier steps' text too.
+                said = speech.earlier if speech is not None else ""
+                return replace(
+                    answer,
+                    text=said + answer.text,
+                    actions=(*kept, *answer.actions),
+                    tool_calls=tuple(records),
+                )
             message = completion.choices[0].message
             messages.append(assistant_message(message.content, [_wire(item) for item in requests]))
             outcomes = await self._run_step(session, requests, offered, left())

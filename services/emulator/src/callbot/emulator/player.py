@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from websockets.exceptions import InvalidStatus
+
 from callbot.emulator.records import (
     CallError,
     CallRecord,
@@ -31,6 +33,7 @@ from callbot.emulator.records import (
     WebhookKind,
     WebhookRecord,
 )
+from callbot.emulator.relay import RelayCallee, RelayStalled
 from callbot.emulator.resources import (
     API_VERSION,
     CallRequest,
@@ -53,6 +56,7 @@ from callbot.emulator.twiml import (
     Pause,
     Play,
     Redirect,
+    Relay,
     Say,
     TwimlError,
     Verb,
@@ -62,6 +66,8 @@ from callbot.emulator.webhooks import CALLBACK_ERROR, WebhookFailure, WebhookSen
 
 logger = logging.getLogger("callbot.emulator.calls")
 
+# Twilio's error for a ConversationRelay socket it cannot use (64101 and up).
+RELAY_ERROR = 64101
 APPLICATION_ERROR_SPEECH = "We are sorry, an application error has occurred. Goodbye."
 # An emulated <Play> of audio whose length cannot be read (not WAV) lasts this long.
 _PLAY_SECONDS = 3.0
@@ -370,6 +376,8 @@ class CallPlayer:
                 following = await self._gather(verb)
                 if following is not None:
                     return following
+            elif isinstance(verb, Relay):
+                return await self._relay(verb)
             else:
                 await self._prompt(verb)
             if self._ended.is_set():
@@ -414,6 +422,39 @@ class CallPlayer:
         self._entry("agent", "play", verb.url, duration_s=seconds, audio=audio)
         await self._clock.advance(seconds)
 
+    async def _relay(self, relay: Relay) -> Instructions | None:
+        """A ConversationRelay session; then the `<Connect action>`, if any, says what next."""
+        await self._amd_settled.wait()
+        self._note(f"ConversationRelay session on {relay.url}")
+        callee = RelayCallee(
+            self.record,
+            self._steps,
+            self._sender.auth_token,
+            advance=self._clock.advance,
+            entry=self._entry,
+        )
+        try:
+            outcome = await callee.play(relay)
+        except (OSError, InvalidStatus, RelayStalled) as exc:
+            await self._application_error(
+                RELAY_ERROR, f"ConversationRelay: {type(exc).__name__}: {exc}", relay.url
+            )
+            return None
+        if outcome.how == "callee_hangup":
+            self._end("completed", "callee_hangup")
+            return None
+        if relay.action is None:
+            self._note("the relay session ended and <Connect> has no action: Twilio hangs up")
+            self._end("completed", "twiml_end")
+            return None
+        session = {
+            "SessionId": outcome.session_id,
+            "SessionStatus": "ended" if outcome.how == "end" else "failed",
+        }
+        if outcome.handoff_data is not None:
+            session["HandoffData"] = outcome.handoff_data
+        return FetchInstructions("action", relay.action, relay.method, session)
+
     async def _gather(self, gather: Gather) -> Instructions | None:
         for prompt in gather.prompts:
             await self._prompt(prompt)
@@ -445,7 +486,9 @@ class CallPlayer:
             self._entry("callee", "silence", duration_s=seconds)
             await self._clock.advance(seconds)
             return None
-        assert isinstance(step, SayStep)
+        if not isinstance(step, SayStep):
+            self._note(f"{type(step).__name__} at a <Gather>: nothing is heard")
+            return None
         self._entry(
             "callee", "speech", step.say, confidence=step.confidence, duration_s=step.seconds
         )

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 WebhookKind = Literal["voice", "action", "redirect", "status", "amd", "recording"]
 Speaker = Literal["agent", "callee", "system"]
-EntryKind = Literal["say", "play", "pause", "speech", "silence", "hangup", "note"]
+EntryKind = Literal["say", "play", "pause", "speech", "silence", "hangup", "note", "dtmf"]
 EndedBy = Literal[
     "agent_hangup",  # the TwiML said <Hangup/>
     "twiml_end",  # the TwiML ran out of verbs
@@ -59,6 +59,22 @@ class ConversationEntry(BaseModel):
     audio: PlayedAudio | None = None  # a <Play> whose audio was fetched
 
 
+class RelayReply(BaseModel):
+    """One agent reply over ConversationRelay, as the emulator received it.
+    Times are real milliseconds from the callee's `prompt` (or `dtmf`, or the
+    socket's `setup`) to the reply's first and last text token."""
+
+    after: str  # the callee's words (or "setup", or "dtmf <digit>")
+    text: str = ""  # every token received for this reply, joined
+    tokens: int = 0
+    first_token_ms: float | None = None
+    last_token_ms: float | None = None
+    # The callee spoke over it: what they heard, and tokens that came after the interrupt.
+    interrupted: bool = False
+    heard: str | None = None
+    tokens_after_interrupt: int = 0
+
+
 class CallError(BaseModel):
     code: int  # Twilio's error code (11200 HTTP retrieval failure, 12100 parse failure, ...)
     message: str
@@ -88,6 +104,8 @@ class CallRecord(BaseModel):
     webhooks: list[WebhookRecord] = Field(default_factory=list)
     conversation: list[ConversationEntry] = Field(default_factory=list)
     errors: list[CallError] = Field(default_factory=list)
+    # ConversationRelay calls: each agent reply with its timings.
+    relay_replies: list[RelayReply] = Field(default_factory=list)
     # True once every callback, the recording one included, has been sent.
     finished: bool = False
 

@@ -15,6 +15,11 @@ A scenario is plain data (YAML on disk, JSON over ``POST /_control/scenarios``):
       - silence: {}         # says nothing until the <Gather> times out
       - silence: {duration_s: 3}
       - hangup: {}          # hangs up instead of answering
+      # ConversationRelay calls (the TwiML connects a WebSocket) also know:
+      - say: "Wait, stop."
+        barge_in_after_tokens: 3  # said over the agent's reply once 3 text tokens arrived
+      - dtmf: "1"           # presses a key
+      - drop_socket: {}     # the WebSocket breaks (Twilio then asks the <Connect action>)
 
 Every duration is emulated time: it feeds the reported figures (``CallDuration``,
 ``RecordingDuration``, timestamps) while the emulator only waits ``duration / speed``
@@ -61,6 +66,9 @@ class SayStep(_Strict):
     say: str = Field(min_length=1)
     confidence: float = Field(default=0.92, ge=0.0, le=1.0)
     duration_s: float | None = Field(default=None, ge=0.0)
+    # ConversationRelay: the callee starts speaking over the agent's reply once
+    # this many text tokens of it arrived (Twilio sends `interrupt`, then the prompt).
+    barge_in_after_tokens: int | None = Field(default=None, ge=1)
 
     @property
     def seconds(self) -> float:
@@ -88,7 +96,23 @@ class HangupStep(_Strict):
     hangup: HangupSpec = Field(default_factory=HangupSpec)
 
 
-_STEP_KINDS = ("say", "silence", "hangup")
+class DtmfStep(_Strict):
+    """The callee presses a key (ConversationRelay sends it as a `dtmf` message)."""
+
+    dtmf: str = Field(pattern=r"^[0-9*#]$")
+
+
+class DropSocketSpec(_Strict):
+    pass
+
+
+class DropSocketStep(_Strict):
+    """The ConversationRelay WebSocket breaks mid-call."""
+
+    drop_socket: DropSocketSpec = Field(default_factory=DropSocketSpec)
+
+
+_STEP_KINDS = ("say", "silence", "hangup", "dtmf", "drop_socket")
 
 
 def _step_kind(value: Any) -> str | None:
@@ -103,11 +127,15 @@ def _step_kind(value: Any) -> str | None:
 Step = Annotated[
     Annotated[SayStep, Tag("say")]
     | Annotated[SilenceStep, Tag("silence")]
-    | Annotated[HangupStep, Tag("hangup")],
+    | Annotated[HangupStep, Tag("hangup")]
+    | Annotated[DtmfStep, Tag("dtmf")]
+    | Annotated[DropSocketStep, Tag("drop_socket")],
     Discriminator(
         _step_kind,
         custom_error_type="invalid_step",
-        custom_error_message="a step needs exactly one of the keys 'say', 'silence', 'hangup'",
+        custom_error_message=(
+            "a step needs exactly one of the keys 'say', 'silence', 'hangup', 'dtmf', 'drop_socket'"
+        ),
     ),
 ]
 

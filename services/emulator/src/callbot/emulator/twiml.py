@@ -70,7 +70,24 @@ class Hangup:
     pass
 
 
-Verb = Say | Play | Pause | Gather | Redirect | Hangup
+@dataclass(frozen=True)
+class Relay:
+    """``<Connect action><ConversationRelay url ...><Parameter/></ConversationRelay></Connect>``:
+    the call talks over a WebSocket until the session ends, then Twilio asks
+    ``action`` (if any) what next."""
+
+    url: str
+    action: str | None
+    method: str
+    welcome_greeting: str | None
+    parameters: tuple[tuple[str, str], ...]
+    dtmf_detection: bool
+    interruptible: str
+
+
+Verb = Say | Play | Pause | Gather | Redirect | Hangup | Relay
+
+_SOCKET_SCHEMES = frozenset({"ws", "wss"})
 
 
 def parse_twiml(document: str, *, document_url: str | None) -> list[Verb]:
@@ -102,6 +119,8 @@ def _verb(element: ET.Element, document_url: str | None) -> Verb:
         )
     if element.tag == "Hangup":
         return Hangup()
+    if element.tag == "Connect":
+        return _connect(element, document_url)
     return _prompt(element, context="<Response>")
 
 
@@ -140,6 +159,36 @@ def _gather(element: ET.Element, document_url: str | None) -> Gather:
         action_on_empty_result=element.get("actionOnEmptyResult", "false").lower() == "true",
         language=element.get("language"),
         prompts=tuple(_prompt(child, context="<Gather>") for child in element),
+    )
+
+
+def _connect(element: ET.Element, document_url: str | None) -> Relay:
+    relays = [child for child in element if child.tag == "ConversationRelay"]
+    if len(relays) != 1 or len(element) != 1:
+        raise TwimlError(
+            DOCUMENT_PARSE_FAILURE,
+            "<Connect> is supported by the emulator with one <ConversationRelay> inside",
+        )
+    relay = relays[0]
+    url = relay.get("url", "")
+    if urlsplit(url).scheme not in _SOCKET_SCHEMES:
+        raise TwimlError(
+            DOCUMENT_PARSE_FAILURE,
+            f"<ConversationRelay url={url!r}>: expected a ws:// or wss:// URL",
+        )
+    action = element.get("action")
+    return Relay(
+        url=url,
+        action=_resolve(action, document_url, "<Connect action>") if action else None,
+        method=_method(element, "<Connect>"),
+        welcome_greeting=relay.get("welcomeGreeting"),
+        parameters=tuple(
+            (child.get("name", ""), child.get("value", ""))
+            for child in relay
+            if child.tag == "Parameter"
+        ),
+        dtmf_detection=relay.get("dtmfDetection", "true").lower() == "true",
+        interruptible=relay.get("interruptible", "any"),
     )
 
 

@@ -54,7 +54,7 @@ class WebhookSender:
     Callbacks of a kind in ``dropped`` are recorded but never sent."""
 
     def __init__(self, auth_token: str, client: httpx.AsyncClient) -> None:
-        self._auth_token = auth_token
+        self.auth_token = auth_token
         self._client = client
         self.dropped: frozenset[str] = frozenset()
 
@@ -72,7 +72,7 @@ class WebhookSender:
         at_s: float,
     ) -> tuple[WebhookRecord, WebhookFailure | None]:
         target, form = request_target(url, method, params)
-        signature = twilio_signature(self._auth_token, target, form)
+        signature = twilio_signature(self.auth_token, target, form)
         record = WebhookRecord(
             kind=kind,
             url=target,

@@ -21,6 +21,7 @@ from callbot.gateway import (
     campaigns_api,
     health,
     recordings_api,
+    relay_socket,
     results_api,
     status_webhooks,
     voice_webhooks,
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        relay_socket,
     ):
         app.include_router(module.router)
     install_console(app)

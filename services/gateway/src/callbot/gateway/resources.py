@@ -20,9 +20,11 @@ from callbot.common.messaging import (
     DeclaredTopology,
     EventPublisher,
     RpcClient,
+    StreamingRpcClient,
     Topology,
     connect,
     declare_topology,
+    stream_cancel_exchange,
 )
 from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.object_storage import ObjectStore, S3ObjectStore
@@ -93,6 +95,8 @@ class GatewayResources:
     publisher: EventPublisher
     rpc: RpcClient
     dialog: DialogRpc
+    # ConversationRelay turns: dialog's replies in chunks, cancelled on barge-in.
+    dialog_stream: StreamingRpcClient
     documents: DocumentReader
     twilio: TwilioCalls
     mcp: McpClient  # lists an agent's MCP tools when it is saved
@@ -146,6 +150,11 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
         # The reply is the RPC's confirmation: confirms would only add latency.
         rpc = RpcClient(await connection.channel(publisher_confirms=False))
         await rpc.start()
+        dialog_stream = StreamingRpcClient(
+            await connection.channel(publisher_confirms=False),
+            stream_cancel_exchange(topology.namespace),
+        )
+        await dialog_stream.start()
         stored = StoredDocuments(callbot_database(mongo, settings))
         yield GatewayResources(
             settings=settings,
@@ -157,6 +166,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             publisher=EventPublisher(declared.events, app_id="gateway"),
             rpc=rpc,
             dialog=DialogRpc(rpc, topology.dialog_rpc_queue, settings.dialog_deadline_ms / 1000),
+            dialog_stream=dialog_stream,
             documents=stored,
             results=StoredResults(callbot_database(mongo, settings)),
             twilio=twilio,

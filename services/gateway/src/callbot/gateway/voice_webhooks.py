@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from callbot.common.calls import is_machine
 from callbot.common.contracts import CallAnswered, DialogReply, DialogStart, DialogTurn
 from callbot.common.logs import log_context
+from callbot.common.transport import ConversationRelayTransport
 from callbot.gateway.deps import Resources, Webhook
 from callbot.gateway.domain.callback_urls import (
     AMD_STATUS_PATH,
@@ -19,6 +20,7 @@ from callbot.gateway.domain.callback_urls import (
     PROCESS_SPEECH_PATH,
 )
 from callbot.gateway.domain.fallback import greeting_fallback, turn_fallback, voicemail_fallback
+from callbot.gateway.domain.relay import relay_socket_url, render_relay_twiml
 from callbot.gateway.domain.twiml import render_reply_twiml
 from callbot.gateway.domain.webhook_form import optional_float, required_field
 from callbot.gateway.publishing import publish_best_effort, publish_or_503
@@ -122,6 +124,20 @@ async def _leave_voicemail(
 
 
 async def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
+    transport = reply.transport
+    if isinstance(transport, ConversationRelayTransport) and reply.action == "gather":
+        # The conversation goes on over the call's relay WebSocket.
+        urls = resources.urls
+        return TwimlResponse(
+            render_relay_twiml(
+                socket_url=relay_socket_url(urls.public_base, call_id),
+                call_id=call_id,
+                transport=transport,
+                language=reply.language,
+                greeting=reply.say,
+                action_url=urls.relay_ended(call_id),
+            )
+        )
     action = resources.urls.process_speech(call_id, reply.next_seq)
     audio_url = await resources.agent_audio.url(reply.play)
     return TwimlResponse(render_reply_twiml(reply, action, audio_url))

@@ -32,6 +32,7 @@ from callbot.common.contracts import (
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
+    CallTurnInterrupted,
     CallTurnRecorded,
     utcnow,
 )
@@ -239,6 +240,23 @@ def _answered(event: CallAnswered) -> list[ConditionalUpdate]:
     # $min: the earliest answer counts (a repeated answer webhook makes a later event).
     update = {"$set": answer, "$min": {"answered_at": event.occurred_at}}
     return [ConditionalUpdate({}, update, upsert=True), _VOICEMAIL_WHEN_MACHINE]
+
+
+@mongo_updates.register
+def _interrupted(event: CallTurnInterrupted) -> list[ConditionalUpdate]:
+    # Replace the line stored at that seq (unless already interrupted), else push it.
+    heard = event.turn
+    stored = heard.model_dump(mode="python")
+    replace = ConditionalUpdate(
+        {"turns": {"$elemMatch": {"seq": heard.seq, "interrupted": {"$ne": True}}}},
+        {"$set": {"turns.$": stored}},
+    )
+    push = ConditionalUpdate(
+        {"turns.seq": {"$ne": heard.seq}},
+        {"$push": {"turns": {"$each": [stored], "$sort": {"seq": 1}}}},
+        upsert=True,
+    )
+    return [replace, push]
 
 
 @mongo_updates.register

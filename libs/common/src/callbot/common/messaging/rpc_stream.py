@@ -90,6 +90,7 @@ class RpcStream(Generic[Rep]):
         self._adapter = adapter
         self._deadline = deadline
         self._next_seq = 0
+        # The final frame arrived, or the stream was cancelled: nothing to stop.
         self._done = False
         self.reply: Rep | None = None
 
@@ -120,13 +121,15 @@ class RpcStream(Generic[Rep]):
                         f"{self._method}: the stream ended after {frame.chunks} chunks, "
                         f"{self._next_seq} arrived"
                     )
+                self._done = True
                 try:
                     self.reply = self._adapter.validate_python(frame.reply)
                 except ValidationError as exc:
                     raise RpcBadReply(f"{self._method}: invalid final reply: {exc}") from exc
                 return
         finally:
-            self._done = True
+            # Left early (cancelled, timed out, a bad frame): later frames are
+            # dropped; `cancel` still reaches the server.
             self._client.forget(self.correlation_id)
 
     async def _next_frame(self) -> bytes:

@@ -19,6 +19,7 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.created",
     "call.answered",
     "call.turn",
+    "call.turn_interrupted",
     "call.ending",
     "call.status",
     "call.recording",
@@ -27,7 +28,7 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
 )
 # The media worker archives every finished recording.
 MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording",)
-DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status")
+DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status", "call.turn_interrupted")
 CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
 
 # On a message an RPC server dead-letters itself (the broker writes `x-death`
@@ -76,6 +77,11 @@ class Topology:
     @property
     def dialog_rpc_queue(self) -> str:
         return f"{self.namespace}.dialog.rpc"
+
+    @property
+    def dialog_stream_queue(self) -> str:
+        """Streaming requests (ConversationRelay turns): their replies come in chunks."""
+        return f"{self.namespace}.dialog.stream"
 
     @property
     def persistence_rpc_queue(self) -> str:
@@ -143,6 +149,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     # lose the queue the clients publish to.
     for rpc_queue in (
         topology.dialog_rpc_queue,
+        topology.dialog_stream_queue,
         topology.persistence_rpc_queue,
         topology.campaigns_rpc_queue,
     ):
@@ -157,6 +164,7 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
         topology.media_queue.name,
         topology.dead_letter_queue,
         topology.dialog_rpc_queue,
+        topology.dialog_stream_queue,
         topology.persistence_rpc_queue,
         topology.campaigns_rpc_queue,
         topology.campaigns_events_queue,

@@ -150,6 +150,14 @@ def _opt_out(
     return _reply(session, heard, _Fixed("opt_out_message"), data, ending, now)
 
 
+def cut_short(session: Session, heard: Turn, sent: str, now: datetime) -> Exchange:
+    """A streamed answer cancelled before it was decided: the callee's words and
+    the text that went out (gateway tells later how much of it was heard); the
+    data stays as it was, and nothing ends the call."""
+    spoken = Turn(seq=heard.seq + 1, role="assistant", content=sent.strip(), at=now)
+    return _exchange(session, (heard, spoken), session.data_collected)
+
+
 def fallback(session: Session, heard: Turn, now: datetime) -> Exchange:
     """The model could not answer in time: keep the call (and the callee's turn) going."""
     line = session.render(session.agent.fallback_message)

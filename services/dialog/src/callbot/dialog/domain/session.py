@@ -10,7 +10,7 @@ failed publish never leaves the session ahead of the call document.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -129,6 +129,10 @@ class Session:
             streak = streak + 1 if turn.no_input else 0
         return streak
 
+    def heard_interruption(self, line: Turn) -> None:
+        """The callee spoke over the line at `line.seq`: keep only what they heard."""
+        self.turns = _merge_turns(self.turns, (line,))
+
     def commit(self, exchange: Exchange) -> None:
         self.turns = _merge_turns(self.turns, exchange.turns)
         self.data_collected = dict(exchange.data_collected)
@@ -137,13 +141,25 @@ class Session:
             self.ended_by = exchange.ending.ended_by
 
 
+def with_spoken_line(exchange: Exchange, line: str) -> Exchange:
+    """The exchange with its spoken line's text replaced by `line`."""
+    if line == exchange.spoken.content:
+        return exchange
+    spoken = exchange.spoken.model_copy(update={"content": line})
+    return replace(exchange, turns=(*exchange.turns[:-1], spoken))
+
+
 def document_next_seq(document: CallDocument) -> int:
     """The seq after the last turn the document holds."""
     return max((turn.seq for turn in document.turns), default=-1) + 1
 
 
 def _merge_turns(ours: Iterable[Turn], theirs: Iterable[Turn]) -> list[Turn]:
-    """Union by seq, in seq order; `theirs` wins where both have a seq."""
+    """Union by seq, in seq order; `theirs` wins where both have a seq, except
+    over a line cut where the callee interrupted it (what they heard stays)."""
     by_seq = {turn.seq: turn for turn in ours}
-    by_seq.update((turn.seq, turn) for turn in theirs)
+    for turn in theirs:
+        held = by_seq.get(turn.seq)
+        if held is None or turn.interrupted or not held.interrupted:
+            by_seq[turn.seq] = turn
     return [by_seq[seq] for seq in sorted(by_seq)]

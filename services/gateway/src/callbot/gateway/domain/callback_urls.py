@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 ANSWER_PATH = "/voice/outbound"
 PROCESS_SPEECH_PATH = "/voice/process-speech"
 AMD_STATUS_PATH = "/voice/amd-status"
+RELAY_ENDED_PATH = "/voice/relay-ended"
 CALL_STATUS_PATH = "/call-status"
 RECORDING_STATUS_PATH = "/recording-status"
 
@@ -27,6 +28,10 @@ class CallbackUrls:
 
     def amd_status(self, call_id: str, agent_id: str) -> str:
         return self._url(AMD_STATUS_PATH, call_id=call_id, agent_id=agent_id)
+
+    def relay_ended(self, call_id: str) -> str:
+        """A relay call's `<Connect action>`: Twilio asks it what next once the session ended."""
+        return self._url(RELAY_ENDED_PATH, call_id=call_id)
 
     def call_status(self, call_id: str) -> str:
         return self._url(CALL_STATUS_PATH, call_id=call_id)

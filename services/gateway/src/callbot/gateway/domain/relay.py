@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from callbot.common.transport import ConversationRelayTransport
 from callbot.gateway.domain.twiml import _document, _element
 
-# The custom parameter that carries our call id into the `setup` message.
+# The custom parameters that carry our call id, and the greeting gateway sends
+# itself (when Twilio does not speak it as `welcomeGreeting`), into `setup`.
 CALL_ID_PARAMETER = "call_id"
+GREETING_PARAMETER = "greeting"
 RELAY_SOCKET_PATH = "/relay"
 
 
@@ -93,6 +95,23 @@ class _Outgoing(BaseModel):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
+class RelayHandoff(BaseModel):
+    """What gateway hands itself through Twilio in `end`'s `handoffData`: the
+    line to speak before hanging up (the `<Connect action>` webhook answers
+    `<Say>` it then `<Hangup/>`, so the callee hears it whole)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    say: str = ""
+    voice: str | None = None
+    language: str | None = None
+    ended_by: str | None = None
+
+
+RELAY_HANDOFF_ADAPTER: TypeAdapter[RelayHandoff] = TypeAdapter(RelayHandoff)
+
+
 class RelayText(_Outgoing):
     """Text for Twilio to speak; `last: true` closes the reply."""
 
@@ -115,13 +134,19 @@ def render_relay_twiml(
     call_id: str,
     transport: ConversationRelayTransport,
     language: str,
-    welcome_greeting: str | None,
+    greeting: str,
     action_url: str | None = None,
 ) -> str:
     """`<Connect><ConversationRelay>` for one call: the socket at `socket_url`,
     the agent's relay options (the agent's language where the transport leaves
     it unset; no voice: the provider's default, since the agent's `<Say>`
-    voice names a different engine), our `call_id` as a custom parameter."""
+    voice names a different engine), our `call_id` as a custom parameter, and
+    the greeting: Twilio's `welcomeGreeting` when the transport asks for it,
+    else a custom parameter gateway sends as the first text on `setup`."""
+    welcome_greeting = greeting if transport.welcome_greeting else None
+    parameters = [(CALL_ID_PARAMETER, call_id)]
+    if not transport.welcome_greeting and greeting:
+        parameters.append((GREETING_PARAMETER, greeting))
     relay = _element(
         "ConversationRelay",
         (  # in name order, as the twilio library writes them
@@ -135,18 +160,24 @@ def render_relay_twiml(
             ("voice", transport.voice),
             ("welcomeGreeting", welcome_greeting),
         ),
-        _element("Parameter", (("name", CALL_ID_PARAMETER), ("value", call_id)), ""),
+        "".join(
+            _element("Parameter", (("name", name), ("value", value)), "")
+            for name, value in parameters
+        ),
     )
     return _document(_element("Connect", (("action", action_url),), relay))
 
 
 __all__ = [
     "CALL_ID_PARAMETER",
+    "GREETING_PARAMETER",
+    "RELAY_HANDOFF_ADAPTER",
     "RELAY_MESSAGE_ADAPTER",
     "RELAY_SOCKET_PATH",
     "RelayDtmf",
     "RelayEnd",
     "RelayError",
+    "RelayHandoff",
     "RelayInterrupt",
     "RelayMessage",
     "RelayPrompt",

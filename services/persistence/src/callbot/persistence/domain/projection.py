@@ -10,6 +10,8 @@ persistence through several publishers, retries and replicas:
 - a turn is added once (by `seq`) and turns stay sorted by `seq`;
   `data_collected` is the one sent with the highest turn seen (an exchange's
   data goes with its last turn);
+- an interrupted line (`call.turn_interrupted`) replaces the turn at its seq,
+  or takes the seq if it comes first; once there, no `call.turn` replaces it;
 - a status applies only when `status_supersedes` says so;
 - `ended_by`: dialog's `call.ending` wins; on a terminal status persistence
   infers it (voicemail for a machine, else the status for busy, no-answer,
@@ -43,6 +45,7 @@ from callbot.common.contracts import (
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
+    CallTurnInterrupted,
     CallTurnRecorded,
 )
 from callbot.persistence.domain.status import (
@@ -58,6 +61,7 @@ PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallCreated,
     CallAnswered,
     CallTurnRecorded,
+    CallTurnInterrupted,
     CallEnding,
     CallStatusChanged,
     CallRecordingUpdated,
@@ -124,6 +128,15 @@ def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
     if event.answered_by is not None:
         changes["answered_by"] = event.answered_by
     return settle_ended_by(_changed(call, **changes))
+
+
+@_apply.register
+def _interrupted(event: CallTurnInterrupted, call: CallDocument) -> CallDocument:
+    heard = event.turn
+    if any(existing.seq == heard.seq and existing.interrupted for existing in call.turns):
+        return call
+    others = [existing for existing in call.turns if existing.seq != heard.seq]
+    return _changed(call, turns=tuple(sorted((*others, heard), key=lambda t: t.seq)))
 
 
 @_apply.register
