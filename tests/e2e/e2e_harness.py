@@ -28,6 +28,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from callbot.common.calls import CallDocument
 from callbot.common.contracts import (
@@ -298,6 +299,10 @@ class E2EStack:
         raw = self._mongo[self.db_name]["calls"].find_one({"_id": call_id})
         return None if raw is None else CallDocument.model_validate(raw)
 
+    def collection(self, name: str) -> Collection[dict[str, Any]]:
+        """One of the stack's MongoDB collections, to read what a test cannot see otherwise."""
+        return self._mongo[self.db_name][name]
+
     def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
         raw = self._mongo[self.db_name]["recipients"].find_one({"_id": recipient_key(agent_id, to)})
         return None if raw is None else RecipientDocument.model_validate(raw)
@@ -360,7 +365,13 @@ def running_e2e_stack(
     subscriber = EventSubscriber(
         rabbitmq_url,
         Topology(namespace).events_exchange,
-        ("call.completed", "call.recording_ready", "call.summarized"),
+        (
+            "call.completed",
+            "call.recording_ready",
+            "call.summarized",
+            "call.recording_transcribed",
+            "call.recording_transcription_failed",
+        ),
     )
     running: E2EStack | None = None
     try:

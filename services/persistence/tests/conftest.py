@@ -15,13 +15,23 @@ from typing import Any
 
 import pytest
 
-from callbot.common.calls import EndedBy, Recording, RecordingArchive, Role, Turn
+from callbot.common.calls import (
+    EndedBy,
+    Recording,
+    RecordingArchive,
+    RecordingTranscript,
+    Role,
+    TranscriptSegment,
+    Turn,
+)
 from callbot.common.contracts import (
     CallAnswered,
     CallCreated,
     CallEnding,
     CallEvent,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallTurnInterrupted,
@@ -163,6 +173,29 @@ class CallScript:
                 sha256="ab" * 32,
                 archived_at=self.at(at),
             ),
+        )
+
+    def transcribed(self, at: float = 60, text: str = "Yes.") -> CallRecordingTranscribed:
+        return CallRecordingTranscribed(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            transcript=RecordingTranscript(
+                recording_sid="RE1",
+                model="whisper-1",
+                text=text,
+                segments=(TranscriptSegment(start_s=0.5, end_s=1.0, text=text),),
+                transcribed_at=self.at(at),
+            ),
+            data_review=(),
+        )
+
+    def transcription_failed(self, at: float = 55) -> CallRecordingTranscriptionFailed:
+        return CallRecordingTranscriptionFailed(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            recording_sid="RE1",
+            reason="the endpoint answered 503",
+            attempts=5,
         )
 
     def whole_call(self) -> list[CallEvent]:

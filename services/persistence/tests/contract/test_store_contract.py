@@ -90,6 +90,37 @@ class CallStoreContract:
         assert call.recording.archive == script.archived().archive
         assert _content(call) == project(events, script.call_id)
 
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_transcripts_and_failures_converge_in_any_order(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        # The latest transcript wins and clears the failure mark; a failure
+        # never marks a transcribed call. They come after the call exists (they
+        # never create it, see below): media transcribes an archived recording.
+        first = [script.created(), script.archived()]
+        later = [
+            script.transcription_failed(),
+            script.transcribed(at=60, text="first"),
+            script.transcribed(at=61, text="replayed"),
+        ]
+        events = first + later
+        await _apply_all(store, first + script.shuffled_with_duplicates(later, seed))
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording_transcript is not None
+        assert (call.recording_transcript.text, call.recording_transcript_failure) == (
+            "replayed",
+            None,
+        )
+        assert call.data_review == ()
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_a_transcript_or_failure_never_creates_a_call(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(store, [script.transcribed(), script.transcription_failed()])
+        assert await store.get(script.call_id) is None
+
     async def test_an_archive_of_another_recording_is_ignored(
         self, store: CallStore, script: CallScript
     ) -> None:

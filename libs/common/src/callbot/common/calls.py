@@ -106,6 +106,55 @@ class Recording(_Model):
     archive: RecordingArchive | None = None  # set by `call.recording_archived`
 
 
+Speaker = Literal["agent", "callee"]
+
+
+class TranscriptSegment(_Model):
+    """A stretch of the recording's transcript, timed from the recording's start.
+
+    `channel` (1 or 2) and `speaker` are set when the recording is dual-channel
+    (each party on a channel of its own); a mono recording mixes both, so
+    neither is known."""
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    text: str
+    channel: int | None = None
+    speaker: Speaker | None = None
+
+
+class RecordingTranscript(_Model):
+    """The transcript of the archived recording (the media worker's), beside
+    the live `turns`, never replacing them."""
+
+    recording_sid: str
+    model: str
+    text: str
+    language: str | None = None
+    duration_s: float | None = None
+    channels: int = Field(default=1, ge=1, le=2)
+    segments: tuple[TranscriptSegment, ...] = ()
+    transcribed_at: datetime
+
+
+class TranscriptionFailure(_Model):
+    """The recording could not be transcribed; the recording itself is kept."""
+
+    recording_sid: str
+    reason: str
+    attempts: int = Field(ge=1)
+    failed_at: datetime
+
+
+class DataReviewItem(_Model):
+    """A collected value the recording's transcript contradicts: flagged, never changed."""
+
+    field: str
+    value: Any
+    heard: tuple[str, ...]  # what the recording says instead
+    reason: str
+
+
 class CallbackRequest(_Model):
     """The callee asked to be called another time (or declined for now)."""
 
@@ -147,6 +196,10 @@ class CallDocument(_Model):
     summary_model: str | None = None  # the model that wrote it, or "deterministic"
     summarized_at: datetime | None = None
     recording: Recording | None = None
+    recording_transcript: RecordingTranscript | None = None
+    recording_transcript_failure: TranscriptionFailure | None = None
+    data_review: tuple[DataReviewItem, ...] | None = None  # None: not checked
+    expires_at: datetime | None = None  # retention: erased from then on (None: kept)
     # persistence's outbox bookkeeping: when a publisher took the job of sending
     # `call.completed` (a stale claim is retried), and when the broker confirmed it.
     completed_claimed_at: datetime | None = None

@@ -20,9 +20,11 @@ from callbot.common.agents import Agent
 from callbot.common.calls import (
     CallbackRequest,
     CallDocument,
+    DataReviewItem,
     EndedBy,
     Recording,
     RecordingArchive,
+    RecordingTranscript,
     Turn,
 )
 from callbot.common.transport import GatherTransport, Transport
@@ -71,6 +73,8 @@ class CallCreated(CallEvent):
     variables: dict[str, Any] = Field(default_factory=dict)
     status: str = "queued"
     override_opt_out: str | None = None  # why a recipient who opted out is called anyway
+    # How long the call is kept (the agent's, else the deployment's); None: kept.
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 class CallAnswered(CallEvent):
@@ -188,6 +192,27 @@ class CallRecordingArchived(CallEvent):
     archive: RecordingArchive
 
 
+class CallRecordingTranscribed(CallEvent):
+    """media: the archived recording was transcribed; persistence stores it as
+    `recording_transcript` (and `data_review` when the agent asks for the data
+    check). At least once: the same transcript again changes nothing."""
+
+    type: Literal["call.recording_transcribed"] = "call.recording_transcribed"
+    transcript: RecordingTranscript
+    data_review: tuple[DataReviewItem, ...] | None = None  # None: the agent has no data check
+
+
+class CallRecordingTranscriptionFailed(CallEvent):
+    """media: the recording could not be transcribed after every attempt (or the
+    endpoint refused it); the archive is kept and the event that asked for the
+    transcript is dead-lettered, so it can be replayed."""
+
+    type: Literal["call.recording_transcription_failed"] = "call.recording_transcription_failed"
+    recording_sid: str
+    reason: str
+    attempts: int = Field(ge=1)
+
+
 class CallCompleted(CallEvent):
     """persistence: the final call document was written. The contract for subscribers.
 
@@ -260,6 +285,8 @@ AnyEvent = Annotated[
     | CallRecordingUpdated
     | CallSummarized
     | CallRecordingArchived
+    | CallRecordingTranscribed
+    | CallRecordingTranscriptionFailed
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated
@@ -381,6 +408,26 @@ class CallClaimReleased(Message):
     released: bool  # false: the key was not held for that call (expired or another's)
 
 
+class RecipientErase(Message):
+    """gateway → persistence: erase everything of one recipient of one agent
+    (calls, recordings, transcripts, summaries, the recipient's data), keeping
+    only the opt-out so they are not called again; an audit record says who asked."""
+
+    type: Literal["recipient.erase"] = "recipient.erase"
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+    requested_by: str = Field(min_length=1)  # a digest of the API key, never the key
+    reason: str = ""
+
+
+class RecipientErased(Message):
+    type: Literal["recipient.erased"] = "recipient.erased"
+    audit_id: str
+    calls_erased: int
+    objects_erased: int
+    opted_out: bool  # the opt-out was kept
+
+
 class RpcFailure(Message):
     """Any RPC server's answer when it could not do what was asked."""
 
@@ -395,11 +442,12 @@ DialogResponse = Annotated[DialogReply | RpcFailure, Field(discriminator="type")
 DIALOG_RESPONSE_ADAPTER: TypeAdapter[DialogResponse] = TypeAdapter(DialogResponse)
 
 PersistenceRequest = Annotated[
-    AgentSave | CallClaim | CallClaimRelease, Field(discriminator="type")
+    AgentSave | CallClaim | CallClaimRelease | RecipientErase, Field(discriminator="type")
 ]
 PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[PersistenceRequest] = TypeAdapter(PersistenceRequest)
 PersistenceResponse = Annotated[
-    AgentSaved | CallClaimed | CallClaimReleased | RpcFailure, Field(discriminator="type")
+    AgentSaved | CallClaimed | CallClaimReleased | RecipientErased | RpcFailure,
+    Field(discriminator="type"),
 ]
 PERSISTENCE_RESPONSE_ADAPTER: TypeAdapter[PersistenceResponse] = TypeAdapter(PersistenceResponse)
 

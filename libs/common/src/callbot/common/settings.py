@@ -135,6 +135,30 @@ class Settings(BaseSettings):
     media_download_attempts: int = Field(default=6, ge=1, le=20)
     media_retry_backoff_s: float = Field(default=1.0, gt=0, le=60)
 
+    # Transcripts of archived recordings (media worker; OPENAI_API_KEY / OPENAI_BASE_URL)
+    transcription_model: str = Field(
+        default="",
+        description="Model of the audio transcription endpoint (e.g. gpt-4o-transcribe, "
+        "whisper-1); empty: recordings are not transcribed.",
+    )
+    # verbose_json gives segment timestamps; models that only answer json
+    # (gpt-4o-transcribe) give the text alone.
+    transcription_response_format: Literal["verbose_json", "json"] = "verbose_json"
+    transcription_attempts: int = Field(default=5, ge=1, le=20)
+    transcription_backoff_s: float = Field(default=2.0, gt=0, le=300)
+    transcription_timeout_s: float = Field(default=120.0, gt=0, le=1800)
+
+    # Retention (persistence erases, the media worker sets the bucket's lifecycle rule)
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Days calls, recordings and transcripts are kept unless the agent says "
+        "otherwise; 0: kept until deleted.",
+    )
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0, le=86400)
+    retention_ttl_grace_days: int = Field(default=7, ge=1, le=365)
+
     # Operations
     startup_timeout_s: float = Field(
         default=60.0,
@@ -184,6 +208,11 @@ class Settings(BaseSettings):
     def mcp_allowed_host_set(self) -> frozenset[str]:
         """The parsed `MCP_ALLOWED_HOSTS`."""
         return parse_allowed_hosts(self.mcp_allowed_hosts)
+
+    @property
+    def transcription_configured(self) -> bool:
+        """Recordings are transcribed: a model is named (and an endpoint, key or base URL)."""
+        return bool(self.transcription_model) and self.llm_configured
 
     @property
     def llm_configured(self) -> bool:

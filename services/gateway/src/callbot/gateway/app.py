@@ -19,6 +19,7 @@ from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
     relay_socket,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
         relay_socket,
     ):
         app.include_router(module.router)

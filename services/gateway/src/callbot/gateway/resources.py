@@ -120,6 +120,7 @@ class GatewayResources:
             claims=self.claims,
             urls=self.urls,
             default_from=self.settings.twilio_from_number,
+            default_retention_days=self.settings.retention_days,
         )
 
 

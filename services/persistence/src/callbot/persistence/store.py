@@ -29,6 +29,8 @@ from callbot.common.contracts import (
     CallEnding,
     CallEvent,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -40,7 +42,9 @@ from callbot.common.mongo import Document
 from callbot.persistence.domain.projection import (
     apply_event,
     blank_call,
+    expiry,
     status_changes,
+    transcription_failure,
 )
 from callbot.persistence.domain.status import (
     FINAL_RECORDING_STATUSES,
@@ -225,6 +229,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "variables": event.variables,
         "override_opt_out": event.override_opt_out,
         "created_at": event.occurred_at,
+        "expires_at": expiry(event),
     }
     return [
         ConditionalUpdate({}, {"$set": creation}, upsert=True),
@@ -367,6 +372,36 @@ def _recording_archived(event: CallRecordingArchived) -> list[ConditionalUpdate]
         "recording.archive": event.archive.model_dump(mode="python"),
     }
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+
+
+@mongo_updates.register
+def _transcribed(event: CallRecordingTranscribed) -> list[ConditionalUpdate]:
+    # Never an upsert: a transcript does not bring an erased call back.
+    at = event.transcript.transcribed_at
+    condition = {
+        "$or": [
+            {"recording_transcript": None},
+            {"recording_transcript.transcribed_at": {"$lt": at}},
+        ]
+    }
+    fields: Document = {
+        "recording_transcript": event.transcript.model_dump(mode="python"),
+        "recording_transcript_failure": None,
+    }
+    if event.data_review is not None:
+        fields["data_review"] = [item.model_dump(mode="python") for item in event.data_review]
+    return [ConditionalUpdate(condition, {"$set": fields})]
+
+
+@mongo_updates.register
+def _transcription_failed(event: CallRecordingTranscriptionFailed) -> list[ConditionalUpdate]:
+    failure = transcription_failure(event).model_dump(mode="python")
+    return [
+        ConditionalUpdate(
+            {"recording_transcript": None},
+            {"$set": {"recording_transcript_failure": failure}},
+        )
+    ]
 
 
 def _published_or_fresh_claim_excluded(stale_before: datetime) -> Document:

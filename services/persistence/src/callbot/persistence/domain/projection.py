@@ -22,6 +22,11 @@ persistence through several publishers, retries and replicas:
 - a finished recording is never replaced by an unfinished one, and its
   `archive` (the media worker's copy) is kept whichever event lands first;
 - the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
+- the latest `call.recording_transcribed` (by `transcribed_at`) holds the
+  recording's transcript and its `data_review`, and clears a failure mark; a
+  `call.recording_transcription_failed` marks only a call with no transcript;
+  neither creates a call document (an erased call stays erased);
+- `expires_at` is the creation time plus the call's `retention_days`;
 - `answered_at` is the earliest answer (gateway publishes one per answer
   webhook, and Twilio may repeat the webhook).
 
@@ -31,17 +36,19 @@ persistence through several publishers, retries and replicas:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import singledispatch
 from typing import Any
 
-from callbot.common.calls import CallDocument, Recording, is_machine
+from callbot.common.calls import CallDocument, Recording, TranscriptionFailure, is_machine
 from callbot.common.contracts import (
     CallAnswered,
     CallCreated,
     CallEnding,
     CallEvent,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -67,6 +74,8 @@ PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallRecordingUpdated,
     CallSummarized,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
 )
 
 
@@ -114,6 +123,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         variables=event.variables,
         override_opt_out=event.override_opt_out,
         created_at=event.occurred_at,
+        expires_at=expiry(event),
     )
     if call.status is None:  # status callbacks that came first know better
         call = _changed(call, status=parse_call_status(event.status))
@@ -215,6 +225,47 @@ def _recording_archived(event: CallRecordingArchived, call: CallDocument) -> Cal
     if recording.sid != event.recording_sid:
         return call
     return _changed(call, recording=recording.model_copy(update={"archive": event.archive}))
+
+
+def expiry(event: CallCreated) -> datetime | None:
+    """When the call is erased: its creation plus its retention (None: kept)."""
+    if event.retention_days is None:
+        return None
+    return event.occurred_at + timedelta(days=event.retention_days)
+
+
+@_apply.register
+def _transcribed(event: CallRecordingTranscribed, call: CallDocument) -> CallDocument:
+    stored = call.recording_transcript
+    if call == blank_call(call.call_id) or (
+        stored is not None and stored.transcribed_at >= event.transcript.transcribed_at
+    ):
+        return call
+    changes: dict[str, Any] = {
+        "recording_transcript": event.transcript,
+        "recording_transcript_failure": None,
+    }
+    if event.data_review is not None:
+        changes["data_review"] = event.data_review
+    return _changed(call, **changes)
+
+
+@_apply.register
+def _transcription_failed(
+    event: CallRecordingTranscriptionFailed, call: CallDocument
+) -> CallDocument:
+    if call == blank_call(call.call_id) or call.recording_transcript is not None:
+        return call
+    return _changed(call, recording_transcript_failure=transcription_failure(event))
+
+
+def transcription_failure(event: CallRecordingTranscriptionFailed) -> TranscriptionFailure:
+    return TranscriptionFailure(
+        recording_sid=event.recording_sid,
+        reason=event.reason,
+        attempts=event.attempts,
+        failed_at=event.occurred_at,
+    )
 
 
 def status_changes(event: CallStatusChanged) -> dict[str, Any]:
