@@ -168,6 +168,18 @@ class Settings(BaseSettings):
         "exits non-zero.",
     )
     log_level: LogLevel = "INFO"
+    # Tracing: the standard OpenTelemetry variables. These decide whether it is
+    # on; the SDK itself reads the rest (OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...).
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: Literal["otlp", "none"] = "otlp"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        description="Only OTLP over HTTP with protobuf is shipped (no gRPC stack to carry).",
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_service_name: str | None = None
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port for dialog/persistence; 0 = off."
     )
@@ -218,6 +230,13 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Traces are exported: an OTLP endpoint is set, and neither
+        `OTEL_SDK_DISABLED` nor `OTEL_TRACES_EXPORTER=none` says otherwise."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter == "otlp"
 
     def s3_config(self) -> S3Config:
         """How to reach object storage (`S3_ENDPOINT_URL` unset: AWS S3 itself)."""

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import instrument_app
 from callbot.gateway import (
     agents_api,
     calls_api,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     install_console(app)
+    instrument_app(app)  # the webhook's server span, when tracing is on
     return app
 
 
