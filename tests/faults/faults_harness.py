@@ -795,6 +795,8 @@ def settle(stack: RunningStack, tap: EventTap) -> None:
     is completed only once persistence has handled what came first (and the
     completion grace has passed). `tap` must be bound to `call.completed`."""
     sentinel = f"sentinel-{uuid.uuid4().hex[:8]}"
+    # Placed as far as gateway can tell (its call.created stored): not an orphan.
+    stack.insert_document({"_id": sentinel, "agent_id": "sentinel", "status": "queued"})
     response = stack.webhook(
         "/call-status",
         {"call_id": sentinel},

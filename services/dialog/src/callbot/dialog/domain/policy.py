@@ -65,13 +65,6 @@ def _fixed_line(session: Session, line: AudioLine, seq: int, now: datetime) -> T
     return Turn(seq=seq, role="assistant", content=text, at=now, audio=agent.audio.for_line(line))
 
 
-def user_turn(seq: int, speech: str, confidence: float | None, now: datetime) -> Turn:
-    text = speech.strip()
-    return Turn(
-        seq=seq, role="user", content=text, at=now, no_input=not text, confidence=confidence
-    )
-
-
 def answer_without_model(session: Session, heard: Turn, now: datetime) -> Exchange | None:
     """The exchange when the model need not be asked (silence, a plain goodbye)."""
     agent = session.agent
