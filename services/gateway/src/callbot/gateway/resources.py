@@ -30,12 +30,14 @@ from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.object_storage import ObjectStore, S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.common.startup import wait_for_mongodb
+from callbot.gateway.agent_audio import AgentAudioUrls
 from callbot.gateway.call_placing import CallClaims, CallPlacer
 from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.domain.outbound_call import e164_number
 from callbot.gateway.idempotency_claims import PersistenceCallClaims
+from callbot.gateway.placed_calls import PlacedCalls
 from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
@@ -101,12 +103,15 @@ class GatewayResources:
     mcp: McpClient  # lists an agent's MCP tools when it is saved
     campaigns: CampaignDocuments
     results: StoredResults  # the read API's listings
-    # Archived recordings (`GET /v1/calls/{id}/recording`).
+    # Archived recordings (`GET /v1/calls/{id}/recording`) and agent files.
     objects: ObjectStore
+    agent_audio: AgentAudioUrls  # presigned URLs of the agent's recorded lines
     claims: CallClaims
     mongo: AsyncMongoClient[Document]
     # What the reconciler reads: the quietest non-final calls, and agents.
     calls: StoredDocuments
+    # Whether a callback's call is callbot's (an orphan's is not stored).
+    placed_calls: PlacedCalls
 
     @property
     def call_placer(self) -> CallPlacer:
@@ -174,7 +179,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
+            agent_audio=AgentAudioUrls(objects, expires_s=settings.s3_presigned_url_ttl_s),
             calls=stored,
+            placed_calls=PlacedCalls(stored, wait_s=settings.orphan_wait_ms / 1000),
         )
     finally:
         await objects.close()
