@@ -622,7 +622,7 @@ class RunningStack:
             ready_url=f"http://127.0.0.1:{port}/readyz",
         )
         self.extra.append(replica)
-        replica.start()
+        replica.start(timeout_s=90)  # gateway imports the most; the machine may be busy
         return replica
 
     def tap(self, *routing_keys: str) -> EventTap:
