@@ -182,8 +182,7 @@ def test_every_service_gets_the_broker_and_the_settings_it_cannot_do_without(
     environment = _environment(service)
     assert "RABBITMQ_URL" in environment
     assert len(Settings(rabbitmq_url=environment["RABBITMQ_URL"]).rabbitmq_nodes) == 3
-    if service != "media":  # the media worker needs no MongoDB
-        assert "replicaSet=" in environment["MONGODB_URL"]
+    assert "replicaSet=" in environment["MONGODB_URL"]
     required = {
         "gateway": {"PUBLIC_URL", "CALLBOT_API_KEYS", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"},
         "dialog": {"OPENAI_API_KEY"},

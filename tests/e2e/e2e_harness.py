@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SCENARIOS = ROOT / "examples" / "calls"
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 CONTACT_FIELDS: tuple[dict[str, str], ...] = (
     {"name": "full_name", "description": "full name", "type": "string"},
@@ -170,6 +171,14 @@ class EventSubscriber:
             if isinstance(event, CallSummarized) and event.call_id == call_id
         ]
 
+    def of_call(self, event_type: type[E], call_id: str) -> list[E]:
+        """The events of one type the subscriber received for the call."""
+        return [
+            event
+            for event in self.events()
+            if isinstance(event, event_type) and getattr(event, "call_id", None) == call_id
+        ]
+
     def recording_ready(self, call_id: str) -> list[CallRecordingReady]:
         return [
             event
@@ -226,7 +235,7 @@ class E2EStack:
     def __init__(
         self,
         stack: CallbotStack,
-        fake_llm: FakeOpenAIProcess,
+        fake_llm: FakeOpenAIProcess | None,
         subscriber: EventSubscriber,
         mongodb_url: str,
     ) -> None:
@@ -314,6 +323,7 @@ class E2EStack:
     def llm_requests(self, agent_tag: str) -> list[RecordedRequest]:
         """The chat-completion requests dialog sent for the agent whose prompt carries
         `agent_tag` (every test agent's prompt carries its own)."""
+        assert self.fake_llm is not None, "this stack's dialog runs without an LLM"
         return [
             request
             for request in self.fake_llm.control.requests()
@@ -340,7 +350,7 @@ def running_e2e_stack(
     log_dir: Path,
     rabbitmq_url: str,
     mongodb_url: str,
-    fake_llm: FakeOpenAIProcess,
+    fake_llm: FakeOpenAIProcess | None,
     extra_env: Mapping[str, str] | None = None,
     *,
     namespace: str | None = None,
@@ -348,6 +358,7 @@ def running_e2e_stack(
 ) -> Iterator[E2EStack]:
     """The whole of callbot as processes, in a namespace and database of its own,
     with `examples/calls/*.yaml` loaded into the emulator; removed afterwards.
+    Without `fake_llm`, dialog runs its deterministic policy.
     `media` adds the media worker (object storage settings in `extra_env`)."""
     namespace = namespace or f"e{uuid.uuid4().hex[:10]}"
     stack = CallbotStack(
@@ -356,7 +367,7 @@ def running_e2e_stack(
             mongodb_url=mongodb_url,
             namespace=namespace,
             log_dir=log_dir,
-            openai_base_url=fake_llm.base_url,
+            openai_base_url=fake_llm.base_url if fake_llm is not None else None,
             scenarios_dir=EXAMPLE_SCENARIOS,
             extra_env=dict(extra_env or {}),
             media=media,
@@ -369,6 +380,8 @@ def running_e2e_stack(
             "call.completed",
             "call.recording_ready",
             "call.summarized",
+            "call.answered",
+            "call.answered_by",
             "call.recording_transcribed",
             "call.recording_transcription_failed",
         ),

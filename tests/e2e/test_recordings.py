@@ -405,6 +405,10 @@ def test_retention_erases_expired_calls_recordings_and_transcripts_and_nothing_e
     assert s3_server.keys(bucket, f"calls/{brief_id}/") == []
     assert e2e.document(kept_id) == kept
     assert _objects(s3_server, kept) == [kept.recording.archive.key]  # type: ignore[union-attr]
+    # An agent may keep calls less long than the deployment, not longer.
+    longer = e2e.api.put("/v1/agents/e2e-long", json=agent_definition("long", retention_days=31))
+    assert longer.status_code == 422
+    assert longer.json()["detail"][0]["loc"] == ["body", "retention_days"]
     # The bucket expires recordings by itself after the deployment's 30 days.
     rules = asyncio.run(_lifecycle_rules(s3_server, bucket))
     assert [(r["Filter"], r["Expiration"]) for r in rules] == [({"Prefix": "calls/"}, {"Days": 30})]

@@ -26,9 +26,11 @@ from callbot.common.calls import (
 )
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallFallbackSpoken,
     CallRecordingArchived,
     CallRecordingTranscribed,
     CallRecordingTranscriptionFailed,
@@ -37,6 +39,7 @@ from callbot.common.contracts import (
     CallTurnInterrupted,
     CallTurnRecorded,
 )
+from callbot.common.fallback_lines import TURN_FALLBACK
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -147,8 +150,35 @@ class CallScript:
         return Turn(seq=seq, role=role, content=content, at=self._turn_time(seq))
 
     def ending(self, ended_by: EndedBy = "system_complete", at: float = 30) -> CallEnding:
+        """dialog's ending, with the closing line (the conversation's last turn)."""
         return CallEnding(
-            call_id=self.call_id, occurred_at=self.at(at), ended_by=ended_by, reason="all data"
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            ended_by=ended_by,
+            reason="all data",
+            seq=len(CONVERSATION) - 1,
+        )
+
+    def fallback(self, seq: int) -> CallFallbackSpoken:
+        """gateway's fallback line at `seq`, after the callee's turn before it
+        (dialog answered that turn too late)."""
+        heard = self._turn(seq - 1)
+        line = Turn(
+            seq=seq,
+            role="assistant",
+            content=TURN_FALLBACK,
+            at=self._turn_time(seq),
+            fallback=True,
+        )
+        return CallFallbackSpoken(call_id=self.call_id, turns=(heard, line))
+
+    def answered_by(self, answered_by: str, at: float = 7) -> CallAnsweredBy:
+        """Asynchronous answering-machine detection's result."""
+        return CallAnsweredBy(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            call_sid=self.call_sid,
+            answered_by=answered_by,
         )
 
     def recording(self, status: str, at: float = 50) -> CallRecordingUpdated:

@@ -136,6 +136,46 @@ class CallStoreContract:
         assert (call.recording.sid, call.recording.archive) == ("RE1", None)
         assert _content(call) == project(events, script.call_id)
 
+    @pytest.mark.parametrize("order", ["fallback_first", "late_first", "status_then_fallback"])
+    async def test_the_fallback_line_holds_its_seq_and_voids_the_late_ending(
+        self, store: CallStore, script: CallScript, order: str
+    ) -> None:
+        # dialog closed the call at seq 4 after gateway's deadline: the callee
+        # heard gateway's fallback line there, and then hung up.
+        late = [script.exchange(3, 4), script.ending()]
+        fallback = script.fallback(4)
+        completed = script.status("completed", 3, 31, duration=40)
+        tail = {
+            "fallback_first": [fallback, *late, completed],
+            "late_first": [*late, fallback, completed],
+            "status_then_fallback": [*late, completed, fallback],
+        }[order]
+        events = [script.created(), script.answered(), *script.exchanges()[:2], *tail]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert [turn.seq for turn in call.turns] == [0, 1, 2, 3, 4]
+        assert (call.turns[4].content, call.turns[4].fallback) == (fallback.line.content, True)
+        # The callee's words stay, and so does what was collected from them.
+        assert call.turns[3] == script.exchange(3).turns[0]
+        assert call.data_collected == script.exchange(3, 4).data_collected
+        assert (call.ended_by, call.ending_reason, call.ending_seq) == ("callee_hangup", None, None)
+        assert call == project(events, script.call_id)
+
+    async def test_asynchronous_machine_detection_says_who_answered(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = [
+            script.created(),
+            script.answered(answered_by=None),
+            script.answered_by("machine_end_beep"),
+            script.status("completed", 3, 31, duration=20),
+        ]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert (call.answered_by, call.ended_by) == ("machine_end_beep", "voicemail")
+        assert call.answered_at == script.answered().occurred_at
+        assert call == project(events, script.call_id)
+
     async def test_a_redelivered_turn_changes_nothing(
         self, store: CallStore, script: CallScript
     ) -> None:

@@ -72,9 +72,18 @@ class Turn(_Model):
     confidence: float | None = None
     latency_ms: int | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
+    # gateway spoke this line (`callbot.common.fallback_lines`) because dialog
+    # missed the turn deadline; a late reply from dialog never replaces it.
+    fallback: bool = False
     # The callee spoke over this line (ConversationRelay barge-in): `content` is
     # only what they heard before the interruption.
     interrupted: bool = False
+
+
+def user_turn(seq: int, speech: str, confidence: float | None, at: datetime) -> Turn:
+    """What the callee said at `seq` (Twilio's `SpeechResult`); nothing said is a no-input turn."""
+    text = speech.strip()
+    return Turn(seq=seq, role="user", content=text, at=at, no_input=not text, confidence=confidence)
 
 
 class RecordingArchive(_Model):
@@ -178,6 +187,9 @@ class CallDocument(_Model):
     answered_by: str | None = None
     ended_by: EndedBy | None = None
     ending_reason: str | None = None
+    # The seq of the closing line behind `ended_by` (dialog's `call.ending`): if
+    # the callee heard gateway's fallback line there instead, the ending is void.
+    ending_seq: int | None = None
     callback_request: CallbackRequest | None = None
     error_code: str | None = None
     created_at: datetime | None = None

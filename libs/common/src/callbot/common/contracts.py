@@ -85,6 +85,43 @@ class CallAnswered(CallEvent):
     answered_by: str | None = None
 
 
+class CallAnsweredBy(CallEvent):
+    """gateway: asynchronous answering-machine detection's result (Twilio's
+    `AsyncAmdStatusCallback`), for a call whose `call.answered` went out
+    without `answered_by` when the answer webhook came."""
+
+    type: Literal["call.answered_by"] = "call.answered_by"
+    call_sid: str
+    answered_by: str = Field(min_length=1)
+
+
+class CallFallbackSpoken(CallEvent):
+    """gateway: dialog missed the deadline of a request, so the callee heard
+    gateway's fallback line (`callbot.common.fallback_lines`) instead of
+    dialog's reply. `turns` is what the callee said and heard: the utterance
+    gateway had asked dialog about (none for the greeting), then the fallback
+    line (`fallback=True`) at the seq dialog's reply would have taken.
+
+    persistence stores the fallback line at its seq whatever dialog's late
+    reply put there, and voids the late reply's ending."""
+
+    type: Literal["call.fallback"] = "call.fallback"
+    turns: tuple[Turn, ...] = Field(min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _utterance_then_fallback_line(self) -> CallFallbackSpoken:
+        *heard, line = self.turns
+        if line.role != "assistant" or not line.fallback:
+            raise ValueError("the last turn must be the fallback line (assistant, fallback=true)")
+        if heard and (heard[0].role != "user" or heard[0].seq + 1 != line.seq):
+            raise ValueError("the turn before the fallback line must be the user turn before it")
+        return self
+
+    @property
+    def line(self) -> Turn:
+        return self.turns[-1]
+
+
 class CallTurnRecorded(CallEvent):
     """dialog: the turns of one exchange (the callee's words and the reply, or
     a line alone: the greeting, the voicemail message), with the data
@@ -145,6 +182,9 @@ class CallEnding(CallEvent):
     reason: str = ""
     # The callee refused or asked to be called later: the time asked for, if any.
     callback_request: CallbackRequest | None = None
+    # The seq of the closing line (the exchange's last turn). Unset by older
+    # producers; persistence voids an ending whose line the callee never heard.
+    seq: int | None = Field(default=None, ge=0)
 
 
 class CallStatusChanged(CallEvent):
@@ -278,6 +318,8 @@ class CampaignCompleted(Event):
 AnyEvent = Annotated[
     CallCreated
     | CallAnswered
+    | CallAnsweredBy
+    | CallFallbackSpoken
     | CallTurnRecorded
     | CallTurnInterrupted
     | CallEnding
@@ -327,6 +369,8 @@ class DialogTurn(Message):
     seq: int = Field(ge=1)
     speech: str = ""
     confidence: float | None = None
+    # The callee heard gateway's fallback line (not dialog's reply) at `seq - 1`.
+    after_fallback: bool = False
     # ConversationRelay: the line the callee spoke over before this turn, as far
     # as they heard it (also published as `call.turn_interrupted`).
     interrupted_line: Turn | None = None

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     callbot_api_keys: SecretStr = SecretStr("")
     dialog_deadline_ms: int = Field(default=4000, ge=100, le=14000)
     max_webhook_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How long a callback for a call not stored yet waits for its call.created
+    # before it is an orphan (not stored; gateway's placed_calls.py).
+    orphan_wait_ms: int = Field(default=2000, ge=0, le=10000)
     # Reconciliation with Twilio (gateway): calls stuck in a non-final state.
     reconcile_interval_s: float = Field(default=60.0, ge=0)  # 0: off
     reconcile_margin_s: float = Field(default=120.0, ge=0)

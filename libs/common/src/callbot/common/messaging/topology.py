@@ -18,7 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.created",
     "call.answered",
+    "call.answered_by",
     "call.turn",
+    "call.fallback",
     "call.turn_interrupted",
     "call.ending",
     "call.status",

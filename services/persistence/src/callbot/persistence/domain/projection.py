@@ -28,7 +28,14 @@ persistence through several publishers, retries and replicas:
   neither creates a call document (an erased call stays erased);
 - `expires_at` is the creation time plus the call's `retention_days`;
 - `answered_at` is the earliest answer (gateway publishes one per answer
-  webhook, and Twilio may repeat the webhook).
+  webhook, and Twilio may repeat the webhook); `answered_by` is the first one
+  known (the answer webhook, asynchronous machine detection, a status callback);
+- the stored transcript is what the callee heard: gateway's fallback line
+  (`call.fallback`) holds its seq whatever dialog's late reply put there, and
+  an ending whose closing line (`call.ending`'s `seq`) the callee never heard
+  is void: a late `call.ending` at a fallback seq does not apply, and a
+  fallback clears an ending stored at its seq (until `call.completed` is
+  claimed; a terminal status then infers `ended_by` as if none was given).
 
 `updated_at` and the publication bookkeeping (`completed_claimed_at`,
 `completed_published_at`) are the store's, not the events'.
@@ -43,9 +50,11 @@ from typing import Any
 from callbot.common.calls import CallDocument, Recording, TranscriptionFailure, is_machine
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallFallbackSpoken,
     CallRecordingArchived,
     CallRecordingTranscribed,
     CallRecordingTranscriptionFailed,
@@ -67,7 +76,9 @@ from callbot.persistence.domain.status import (
 PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallCreated,
     CallAnswered,
+    CallAnsweredBy,
     CallTurnRecorded,
+    CallFallbackSpoken,
     CallTurnInterrupted,
     CallEnding,
     CallStatusChanged,
@@ -141,6 +152,14 @@ def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
 
 
 @_apply.register
+def _answered_by(event: CallAnsweredBy, call: CallDocument) -> CallDocument:
+    changes: dict[str, Any] = {"call_sid": event.call_sid}
+    if call.answered_by is None:
+        changes["answered_by"] = event.answered_by
+    return settle_ended_by(_changed(call, **changes))
+
+
+@_apply.register
 def _interrupted(event: CallTurnInterrupted, call: CallDocument) -> CallDocument:
     heard = event.turn
     if any(existing.seq == heard.seq and existing.interrupted for existing in call.turns):
@@ -163,9 +182,36 @@ def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
 
 
 @_apply.register
+def _fallback(event: CallFallbackSpoken, call: CallDocument) -> CallDocument:
+    line = event.line
+    by_seq = {existing.seq: existing for existing in call.turns}
+    for heard in event.turns[:-1]:
+        by_seq.setdefault(heard.seq, heard)
+    if not is_fallback_at(call, line.seq):
+        by_seq[line.seq] = line  # over dialog's late reply, if it came first
+    call = _changed(call, turns=tuple(by_seq[seq] for seq in sorted(by_seq)))
+    if call.ending_seq == line.seq and call.completed_claimed_at is None:
+        call = settle_ended_by(
+            _changed(
+                call, ended_by=None, ending_reason=None, callback_request=None, ending_seq=None
+            )
+        )
+    return call
+
+
+def is_fallback_at(call: CallDocument, seq: int) -> bool:
+    """The callee heard gateway's fallback line at `seq`."""
+    return any(turn.seq == seq and turn.fallback for turn in call.turns)
+
+
+@_apply.register
 def _ending(event: CallEnding, call: CallDocument) -> CallDocument:
+    if event.seq is not None and is_fallback_at(call, event.seq):
+        return call  # its closing line was never heard: the call went on
     if ending_applies(call.ended_by, call.completed_claimed_at is not None):
-        call = _changed(call, ended_by=event.ended_by, ending_reason=event.reason)
+        call = _changed(
+            call, ended_by=event.ended_by, ending_reason=event.reason, ending_seq=event.seq
+        )
         if event.callback_request is not None:
             call = _changed(call, callback_request=event.callback_request)
     return call
