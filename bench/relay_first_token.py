@@ -41,6 +41,7 @@ from _harness import (
     DEFAULT_RABBITMQ_URL,
     BenchStack,
     Callee,
+    PlacedCall,
     api_headers,
     machine_line,
     place_calls,
@@ -59,6 +60,8 @@ PHASE2_ANSWER = (
     "calls abroad, and starts on the first day of next month."
 )
 _relay_numbers = iter(range(3_000_000, 4_000_000))
+# The bench agent's max_turns is 400: a call of 150 prompts (301 turns) stays within.
+MAX_PROMPTS_PER_CALL = 150
 
 
 def _agent(tag: str, **extra: Any) -> dict[str, Any]:
@@ -93,24 +96,26 @@ def _script(llm_control: Any, ttft_s: float, interval_s: float, text: str) -> No
 async def relay_calls(
     bench: BenchStack, prompts: int, calls: int, label: str
 ) -> list[tuple[RelayReply, StreamRecord]]:
-    """`prompts` unique prompts over `calls` relay calls played side by side by
-    the emulator; each reply paired with the model stream that answered it."""
-    per_call = -(-prompts // calls)
+    """`prompts` unique prompts over relay calls played by the emulator, `calls`
+    at a time; each reply paired with the model stream that answered it."""
+    per_call = _per_call(prompts, calls)
     emulator = bench.stack.emulator.control
-    placed: list[str] = []
+    records = []
     async with httpx.AsyncClient(
         base_url=bench.gateway_url, headers=api_headers(), timeout=30
     ) as api:
-        for index in range(calls):
-            to = f"+1415{next(_relay_numbers)}"
-            steps = [{"say": f"{label} call {index} question {n}"} for n in range(per_call)]
-            emulator.add_scenario({"to": to, "ring_s": 0.1, "speed": 1000, "steps": steps})
-            created = await api.post("/v1/calls", json={"agent_id": "relay-bench", "to": to})
-            created.raise_for_status()
-            placed.append(created.json()["call_sid"])
-    records = await asyncio.gather(
-        *(asyncio.to_thread(emulator.wait_for_call, sid, 600) for sid in placed)
-    )
+        for batch in _batches(-(-prompts // per_call), calls):
+            placed: list[str] = []
+            for index in batch:
+                to = f"+1415{next(_relay_numbers)}"
+                steps = [{"say": f"{label} call {index} question {n}"} for n in range(per_call)]
+                emulator.add_scenario({"to": to, "ring_s": 0.1, "speed": 1000, "steps": steps})
+                created = await api.post("/v1/calls", json={"agent_id": "relay-bench", "to": to})
+                created.raise_for_status()
+                placed.append(created.json()["call_sid"])
+            records += await asyncio.gather(
+                *(asyncio.to_thread(emulator.wait_for_call, sid, 600) for sid in placed)
+            )
     requests = {_last_user(r): r for r in bench.llm.control.requests()}
     streams = {s.request_index: s for s in bench.llm.control.streams()}
     paired = []
@@ -125,32 +130,46 @@ async def relay_calls(
     return paired[:prompts]
 
 
+def _per_call(total: int, calls: int) -> int:
+    """Prompts per call: spread over `calls`, and within the agent's `max_turns`."""
+    return min(-(-total // calls), MAX_PROMPTS_PER_CALL)
+
+
+def _batches(count: int, size: int) -> list[range]:
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
 def _last_user(request: RecordedRequest) -> str:
     users = [m for m in request.body["messages"] if m.get("role") == "user"]
     return str(users[-1]["content"]) if users else ""
 
 
 async def gather_turns(bench: BenchStack, turns: int, calls: int) -> list[float]:
-    """`turns` signed speech webhooks over `calls` Gather calls, side by side."""
+    """`turns` signed speech webhooks over Gather calls, `calls` at a time."""
+    per_call = _per_call(turns, calls)
+    samples: list[float] = []
     async with httpx.AsyncClient(
         base_url=bench.gateway_url, headers=api_headers(), timeout=30
     ) as api:
-        placed = await place_calls(api, calls, agent_id="gather-bench")
         callee = Callee(api, bench.gateway_url)
-        per_call = -(-turns // calls)
 
-        async def one_call(index: int) -> list[float]:
-            call, seq, samples = placed[index], 1, []
+        async def one_call(call: PlacedCall, index: int) -> list[float]:
+            seq, taken = 1, []
             for n in range(per_call):
                 answer = await callee.say(call, seq, f"gather call {index} question {n}")
                 if not answer.ok or answer.next_seq is None:
                     raise RuntimeError(f"turn {seq} of {call.call_id} fell back: {answer}")
-                samples.append(answer.elapsed_s)
+                taken.append(answer.elapsed_s)
                 seq = answer.next_seq
-            return samples
+            return taken
 
-        results = await asyncio.gather(*(one_call(index) for index in range(calls)))
-    return [sample for samples in results for sample in samples][:turns]
+        for batch in _batches(-(-turns // per_call), calls):
+            placed = await place_calls(api, len(batch), agent_id="gather-bench")
+            results = await asyncio.gather(
+                *(one_call(call, index) for call, index in zip(placed, batch, strict=True))
+            )
+            samples += [sample for taken in results for sample in taken]
+    return samples[:turns]
 
 
 def row(label: str, samples_ms: list[float]) -> str:
