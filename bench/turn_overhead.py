@@ -17,17 +17,28 @@ show that hop's share too.
 MongoDB: MONGODB_URL when set, else the in-memory MongoDB-wire stand-in (the
 turn path does not wait for MongoDB: dialog reads it once per call).
 
+Tracing (`--tracing`): `off` (the default: no OTEL_* variable set), `on`
+(every turn traced: OTEL_EXPORTER_OTLP_ENDPOINT pointing at an OTLP/HTTP
+receiver process, `callbot.testkit.otlp_receiver`, sampling 100 %), or
+`sampled-out` (the same, with `parentbased_traceidratio` at 0: the SDK is
+loaded and the context travels, but no span is recorded or exported).
+
 Usage: .venv/bin/python bench/turn_overhead.py [--turns 600] [--turns-per-call 20]
-       [--log-level INFO] [--profile-dir DIR]  (py-spy on every service while the
-       timed turns run; profiling costs CPU itself, so compare figures without it)
+       [--tracing off|on|sampled-out] [--log-level INFO] [--profile-dir DIR]
+       (py-spy on every service while the timed turns run; profiling costs CPU
+       itself, so compare figures without it)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -177,15 +188,52 @@ async def measure(
         )
 
 
+TRACING_MODES = ("off", "on", "sampled-out")
+
+
+@contextmanager
+def tracing_env(mode: str) -> Iterator[dict[str, str]]:
+    """The services' OTEL_* variables for `mode`, and the receiver they export to
+    (a process of its own: decoding spans must not cost the bench client)."""
+    if mode == "off":
+        yield {}
+        return
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "callbot.testkit.otlp_receiver"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert receiver.stdout is not None
+    endpoint = receiver.stdout.readline().strip().rpartition(" ")[2]
+    sampler = (
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+        if mode == "sampled-out"
+        else {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+    )
+    try:
+        yield {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **sampler}
+    finally:
+        receiver.send_signal(signal.SIGTERM)
+        print(receiver.communicate(timeout=30)[0].strip())
+
+
 def main(
-    turns: int, turns_per_call: int, rabbitmq_url: str, log_level: str, profile_dir: Path | None
+    turns: int,
+    turns_per_call: int,
+    rabbitmq_url: str,
+    log_level: str,
+    profile_dir: Path | None,
+    tracing: str,
 ) -> None:
     profiles = ServiceProfiles(profile_dir) if profile_dir else None
-    with running_stack(rabbitmq_url, log_level) as bench:
+    with (
+        tracing_env(tracing) as otel_env,
+        running_stack(rabbitmq_url, log_level, extra_env=otel_env) as bench,
+    ):
         print(machine_line())
         print(
             f"{bench.mongo_kind}\nservices' LOG_LEVEL={log_level}  {turns} sequential turns, "
-            f"{turns_per_call} user turns per call"
+            f"{turns_per_call} user turns per call  tracing: {tracing}"
         )
         uvloop.run(measure(bench, turns, turns_per_call, rabbitmq_url, profiles))
         print(machine_line())
@@ -198,6 +246,7 @@ if __name__ == "__main__":
     parser.add_argument("--rabbitmq-url", default=DEFAULT_RABBITMQ_URL)
     parser.add_argument("--log-level", default="INFO", help="the services' LOG_LEVEL")
     parser.add_argument("--profile-dir", type=Path, help="py-spy every service during the turns")
+    parser.add_argument("--tracing", choices=TRACING_MODES, default="off")
     arguments = parser.parse_args()
     main(
         arguments.turns,
@@ -205,4 +254,5 @@ if __name__ == "__main__":
         arguments.rabbitmq_url,
         arguments.log_level,
         arguments.profile_dir,
+        arguments.tracing,
     )

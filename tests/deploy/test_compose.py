@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "dialog", "persistence")
 # The media worker needs the broker and object storage, not MongoDB.
 OBJECT_STORAGE = ("minio", "minio-buckets")
+TRACING = ("otel-collector", "jaeger")
 
 
 def _config(*profiles: str, env_file: Path | None = None) -> dict[str, Any]:
@@ -44,11 +45,29 @@ def test_compose_file_is_valid_and_only_the_demo_profile_adds_the_emulator() -> 
         *OBJECT_STORAGE,
         "emulator",
         "demo",
+        *TRACING,
     }
     in_demo_profile = {
         name for name, spec in services.items() if "demo" in spec.get("profiles", ())
     }
     assert in_demo_profile == {"emulator", "demo"}
+
+
+def test_the_tracing_profile_adds_a_collector_and_jaeger_and_tracing_is_off_without_it() -> None:
+    services = _config("tracing")["services"]
+    in_tracing_profile = {
+        name for name, spec in services.items() if "tracing" in spec.get("profiles", ())
+    }
+    assert in_tracing_profile == set(TRACING)
+    collector = yaml.safe_load((ROOT / "deploy" / "otel-collector.yaml").read_text())
+    assert collector["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    mounted = services["otel-collector"]["volumes"][0]
+    source = mounted["source"] if isinstance(mounted, dict) else mounted.split(":")[0]
+    assert Path(source).resolve() == (ROOT / "deploy" / "otel-collector.yaml").resolve()
+    # Off by default: no endpoint unless OTEL_EXPORTER_OTLP_ENDPOINT is given.
+    for name in (*SERVICES, "campaigns", "media"):
+        assert services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
 
 
 @pytest.mark.parametrize("name", [*SERVICES, "campaigns", "media", "rabbitmq", "mongodb", "minio"])

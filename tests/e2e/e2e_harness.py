@@ -28,6 +28,7 @@ import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from callbot.common.calls import CallDocument
 from callbot.common.contracts import (
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SCENARIOS = ROOT / "examples" / "calls"
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 CONTACT_FIELDS: tuple[dict[str, str], ...] = (
     {"name": "full_name", "description": "full name", "type": "string"},
@@ -169,6 +171,14 @@ class EventSubscriber:
             if isinstance(event, CallSummarized) and event.call_id == call_id
         ]
 
+    def of_call(self, event_type: type[E], call_id: str) -> list[E]:
+        """The events of one type the subscriber received for the call."""
+        return [
+            event
+            for event in self.events()
+            if isinstance(event, event_type) and getattr(event, "call_id", None) == call_id
+        ]
+
     def recording_ready(self, call_id: str) -> list[CallRecordingReady]:
         return [
             event
@@ -225,7 +235,7 @@ class E2EStack:
     def __init__(
         self,
         stack: CallbotStack,
-        fake_llm: FakeOpenAIProcess,
+        fake_llm: FakeOpenAIProcess | None,
         subscriber: EventSubscriber,
         mongodb_url: str,
     ) -> None:
@@ -298,6 +308,10 @@ class E2EStack:
         raw = self._mongo[self.db_name]["calls"].find_one({"_id": call_id})
         return None if raw is None else CallDocument.model_validate(raw)
 
+    def collection(self, name: str) -> Collection[dict[str, Any]]:
+        """One of the stack's MongoDB collections, to read what a test cannot see otherwise."""
+        return self._mongo[self.db_name][name]
+
     def recipient(self, agent_id: str, to: str) -> RecipientDocument | None:
         raw = self._mongo[self.db_name]["recipients"].find_one({"_id": recipient_key(agent_id, to)})
         return None if raw is None else RecipientDocument.model_validate(raw)
@@ -309,6 +323,7 @@ class E2EStack:
     def llm_requests(self, agent_tag: str) -> list[RecordedRequest]:
         """The chat-completion requests dialog sent for the agent whose prompt carries
         `agent_tag` (every test agent's prompt carries its own)."""
+        assert self.fake_llm is not None, "this stack's dialog runs without an LLM"
         return [
             request
             for request in self.fake_llm.control.requests()
@@ -335,7 +350,7 @@ def running_e2e_stack(
     log_dir: Path,
     rabbitmq_url: str,
     mongodb_url: str,
-    fake_llm: FakeOpenAIProcess,
+    fake_llm: FakeOpenAIProcess | None,
     extra_env: Mapping[str, str] | None = None,
     *,
     namespace: str | None = None,
@@ -343,6 +358,7 @@ def running_e2e_stack(
 ) -> Iterator[E2EStack]:
     """The whole of callbot as processes, in a namespace and database of its own,
     with `examples/calls/*.yaml` loaded into the emulator; removed afterwards.
+    Without `fake_llm`, dialog runs its deterministic policy.
     `media` adds the media worker (object storage settings in `extra_env`)."""
     namespace = namespace or f"e{uuid.uuid4().hex[:10]}"
     stack = CallbotStack(
@@ -351,7 +367,7 @@ def running_e2e_stack(
             mongodb_url=mongodb_url,
             namespace=namespace,
             log_dir=log_dir,
-            openai_base_url=fake_llm.base_url,
+            openai_base_url=fake_llm.base_url if fake_llm is not None else None,
             scenarios_dir=EXAMPLE_SCENARIOS,
             extra_env=dict(extra_env or {}),
             media=media,
@@ -360,7 +376,15 @@ def running_e2e_stack(
     subscriber = EventSubscriber(
         rabbitmq_url,
         Topology(namespace).events_exchange,
-        ("call.completed", "call.recording_ready", "call.summarized"),
+        (
+            "call.completed",
+            "call.recording_ready",
+            "call.summarized",
+            "call.answered",
+            "call.answered_by",
+            "call.recording_transcribed",
+            "call.recording_transcription_failed",
+        ),
     )
     running: E2EStack | None = None
     try:

@@ -24,6 +24,7 @@ from e2e_harness import (
 )
 
 from callbot.common.calls import CallDocument
+from callbot.common.contracts import CallAnswered, CallAnsweredBy
 from callbot.dialog.domain.summary import SUMMARY_INSTRUCTIONS
 from callbot.testkit.fake_openai import RecordedRequest
 from callbot.testkit.stack import FROM_NUMBER
@@ -384,6 +385,12 @@ def test_answering_machine_gets_the_voicemail_message(
     check_completed_event(call)
     assert call.completed.call.ended_by == "voicemail"
     assert e2e.llm_requests(tag) == []
+    # One call.answered per call; the asynchronous detection's result comes on its own.
+    assert len(e2e.subscriber.of_call(CallAnswered, call.placed.call_id)) == 1
+    detected = e2e.subscriber.of_call(CallAnsweredBy, call.placed.call_id)
+    assert [event.answered_by for event in detected] == (
+        ["machine_end_beep"] if detection == "async" else []
+    )
 
 
 @pytest.mark.parametrize(

@@ -339,4 +339,18 @@ def test_a_campaign_from_a_csv_upload_runs_to_the_end_with_a_pause_and_a_resume(
     assert page.locator("#resume, #pause").count() == 0
     shot(page, "campaign")
     page.goto(f"{console.url}/campaigns")
+    assert "Spring check" in page.inner_text("#campaigns")
     shot(page, "campaigns")
+
+    # The campaign's calls in the other views: its recipients, the overview, the agents.
+    page.goto(f"{console.url}/recipients?agent_id=console-campaign")
+    assert page.locator("#recipients tbody tr").count() == 20
+    assert page.locator("#recipients tbody tr", has_text="Ada Lovelace").count() == 20
+    shot(page, "recipients")
+    page.goto(f"{console.url}/overview?agent_id=console-campaign&days=1")
+    assert page.inner_text("#calls-total") == "20"
+    assert page.inner_text("#data-complete-rate") == "100 %"
+    shot(page, "overview")
+    page.goto(f"{console.url}/agents")
+    assert page.locator("#agents a", has_text="console-campaign").count() == 1
+    shot(page, "agents")

@@ -607,7 +607,7 @@ class RunningStack:
             ready_url=f"http://127.0.0.1:{port}/readyz",
         )
         self.extra.append(replica)
-        replica.start()
+        replica.start(timeout_s=90)  # gateway imports the most; the machine may be busy
         return replica
 
     def tap(self, *routing_keys: str) -> EventTap:
@@ -795,6 +795,8 @@ def settle(stack: RunningStack, tap: EventTap) -> None:
     is completed only once persistence has handled what came first (and the
     completion grace has passed). `tap` must be bound to `call.completed`."""
     sentinel = f"sentinel-{uuid.uuid4().hex[:8]}"
+    # Placed as far as gateway can tell (its call.created stored): not an orphan.
+    stack.insert_document({"_id": sentinel, "agent_id": "sentinel", "status": "queued"})
     response = stack.webhook(
         "/call-status",
         {"call_id": sentinel},

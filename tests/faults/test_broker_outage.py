@@ -137,6 +137,8 @@ def test_broker_stopped_and_started_mid_call(
         ("/voice/process-speech", {"call_id": f"probe-{fake}-2", "seq": "1"},
          {"CallSid": f"CA{fake}2", "SpeechResult": "Hello?"}, TURN_FALLBACK),
     ]  # fmt: skip
+    for _, query, _, _ in probes:  # calls callbot placed (their call.created stored)
+        stack.insert_document({"_id": query["call_id"], "agent_id": EMAIL_AGENT_ID})
 
     with control.stopped():
         wait_until(lambda: ready(stack) == 503, "gateway saying the broker is away")

@@ -6,8 +6,9 @@
 - Status callbacks in reverse order, a recording callback before the final
   status, a repeated terminal status: the document converges on the newest
   status, with the recording, and one `call.completed` carries both.
-- `/voice/process-speech` for a call nobody knows: valid TwiML, no document,
-  a log line saying what happened, and the services serve on.
+- `/voice/process-speech` for a call nobody knows (an orphan): TwiML that
+  hangs up, no document, a log line saying what happened, and the services
+  serve on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from faults_harness import (
+    EMAIL_AGENT_ID,
     REPORT,
     EventTap,
     Figures,
@@ -35,7 +37,6 @@ from faults_harness import (
 )
 
 from callbot.emulator.records import WebhookRecord
-from callbot.gateway.domain.fallback import TURN_FALLBACK
 
 pytestmark = pytest.mark.faults
 
@@ -119,6 +120,11 @@ def test_callbacks_out_of_order_and_recording_before_the_final_status(
 ) -> None:
     call_id = f"call-{uuid.uuid4().hex[:12]}"
     call_sid = f"CA{uuid.uuid4().hex}"
+    # A call callbot placed (as persistence stores its call.created), whose
+    # callbacks Twilio then sends in disorder.
+    stack.insert_document(
+        {"_id": call_id, "call_sid": call_sid, "agent_id": EMAIL_AGENT_ID, "status": "queued"}
+    )
     status = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32}
     sent = [
         ("/recording-status", {
@@ -162,7 +168,7 @@ def test_callbacks_out_of_order_and_recording_before_the_final_status(
     assert events.count_by_call("call.recording_ready")[call_id] == 0
 
 
-def test_speech_for_an_unknown_call_gets_twiml_and_leaves_no_trace(
+def test_speech_for_an_unknown_call_hangs_up_and_leaves_no_trace(
     stack: RunningStack, events: EventTap
 ) -> None:
     unknown = f"unknown-{uuid.uuid4().hex[:8]}"
@@ -181,7 +187,7 @@ def test_speech_for_an_unknown_call_gets_twiml_and_leaves_no_trace(
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/xml")
-    assert TURN_FALLBACK in response.text
+    assert [child.tag for child in ElementTree.fromstring(response.text)] == ["Hangup"]
     assert stack.document(unknown) is None
     assert events.count_by_call("call.turn")[unknown] == 0
     # One clear line each, naming the call, without a traceback.
@@ -194,6 +200,8 @@ def test_speech_for_an_unknown_call_gets_twiml_and_leaves_no_trace(
     assert [(r["level"], r["detail"].split(":")[0]) for r in fallbacks] == [
         ("warning", "not_found")
     ]
+    orphans = [r for r in gateway_lines if "never placed" in r["msg"]]
+    assert [(r["level"], r["callback"]) for r in orphans] == [("warning", "speech")]
     assert not [r for r in dialog_lines + gateway_lines if "exc" in r]
     # Both still serve: a whole call goes through.
     call = place_hesitant_call(stack, "+15005550602", utterance_s=0.1)

@@ -1,7 +1,9 @@
 """Makes `gateway_harness` importable (pytest runs with --import-mode=importlib,
 which leaves test directories off sys.path), and the fixtures the gateway's
-test modules share: `tap` (every event published), `fake_twilio` and
-`saved_agents` (persistence's side of saving an agent, scripted)."""
+test modules share: `tap` (every event published), `fake_twilio`,
+`saved_agents` (persistence's side of saving an agent, scripted), and
+`placed_calls` (the calls c1 to c20 stored as callbot's own: callbacks for
+any other call id are orphans)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.contracts import (
     PERSISTENCE_REQUEST_ADAPTER,
@@ -20,6 +23,7 @@ from callbot.common.contracts import (
     RpcFailure,
 )
 from callbot.common.messaging import Deadline, RpcServer, Topology
+from callbot.common.mongo import CALLS, Document
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -31,6 +35,18 @@ async def tap(amqp_connection: AbstractRobustConnection, topology: Topology) -> 
     tap = EventTap()
     await tap.start(amqp_connection, topology)
     return tap
+
+
+PLACED_CALL_IDS = tuple(f"c{number}" for number in range(1, 21))
+
+
+@pytest.fixture
+async def placed_calls(mongo_db: AsyncDatabase[Document]) -> tuple[str, ...]:
+    """Calls c1..c20 as persistence stores them once their call.created landed."""
+    await mongo_db[CALLS].insert_many(
+        [{"_id": call_id, "agent_id": "survey", "status": "queued"} for call_id in PLACED_CALL_IDS]
+    )
+    return PLACED_CALL_IDS
 
 
 @pytest.fixture

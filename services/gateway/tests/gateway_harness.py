@@ -54,6 +54,8 @@ def gateway_settings(base: Settings, **overrides: Any) -> Settings:
         # The reconciler has tests of its own (unit, tests/faults); here it
         # would only wait on the MongoDB these tests do not use.
         "reconcile_interval_s": 0,
+        # A callback for a call not stored is an orphan after this wait.
+        "orphan_wait_ms": 300,
         **overrides,
     }
     return Settings.model_validate(values)

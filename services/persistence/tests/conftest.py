@@ -15,18 +15,31 @@ from typing import Any
 
 import pytest
 
-from callbot.common.calls import EndedBy, Recording, RecordingArchive, Role, Turn
+from callbot.common.calls import (
+    EndedBy,
+    Recording,
+    RecordingArchive,
+    RecordingTranscript,
+    Role,
+    TranscriptSegment,
+    Turn,
+)
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallFallbackSpoken,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallTurnInterrupted,
     CallTurnRecorded,
 )
+from callbot.common.fallback_lines import TURN_FALLBACK
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -137,8 +150,35 @@ class CallScript:
         return Turn(seq=seq, role=role, content=content, at=self._turn_time(seq))
 
     def ending(self, ended_by: EndedBy = "system_complete", at: float = 30) -> CallEnding:
+        """dialog's ending, with the closing line (the conversation's last turn)."""
         return CallEnding(
-            call_id=self.call_id, occurred_at=self.at(at), ended_by=ended_by, reason="all data"
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            ended_by=ended_by,
+            reason="all data",
+            seq=len(CONVERSATION) - 1,
+        )
+
+    def fallback(self, seq: int) -> CallFallbackSpoken:
+        """gateway's fallback line at `seq`, after the callee's turn before it
+        (dialog answered that turn too late)."""
+        heard = self._turn(seq - 1)
+        line = Turn(
+            seq=seq,
+            role="assistant",
+            content=TURN_FALLBACK,
+            at=self._turn_time(seq),
+            fallback=True,
+        )
+        return CallFallbackSpoken(call_id=self.call_id, turns=(heard, line))
+
+    def answered_by(self, answered_by: str, at: float = 7) -> CallAnsweredBy:
+        """Asynchronous answering-machine detection's result."""
+        return CallAnsweredBy(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            call_sid=self.call_sid,
+            answered_by=answered_by,
         )
 
     def recording(self, status: str, at: float = 50) -> CallRecordingUpdated:
@@ -163,6 +203,29 @@ class CallScript:
                 sha256="ab" * 32,
                 archived_at=self.at(at),
             ),
+        )
+
+    def transcribed(self, at: float = 60, text: str = "Yes.") -> CallRecordingTranscribed:
+        return CallRecordingTranscribed(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            transcript=RecordingTranscript(
+                recording_sid="RE1",
+                model="whisper-1",
+                text=text,
+                segments=(TranscriptSegment(start_s=0.5, end_s=1.0, text=text),),
+                transcribed_at=self.at(at),
+            ),
+            data_review=(),
+        )
+
+    def transcription_failed(self, at: float = 55) -> CallRecordingTranscriptionFailed:
+        return CallRecordingTranscriptionFailed(
+            call_id=self.call_id,
+            occurred_at=self.at(at),
+            recording_sid="RE1",
+            reason="the endpoint answered 503",
+            attempts=5,
         )
 
     def whole_call(self) -> list[CallEvent]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from dialog_doubles import make_agent
 
 from callbot.common.agents import DataField
@@ -22,35 +20,11 @@ from callbot.dialog.domain.deterministic import deterministic_answer
 from callbot.dialog.domain.session import Session
 from callbot.dialog.domain.utterance import classify
 from callbot.dialog.domain.validators import Accepted, validate_value
+from callbot.testkit.utterance_corpus import answer_rows, load_corpus
 
 CORPUS_PATH = Path(__file__).parent.parent / "corpus" / "utterances.yaml"
-OUTCOMES = ("refusal", "call_later", "question", "dont_know", "invalid")
-
-
-class _Outcome(str):
-    """`!refusal` and the like in the corpus."""
-
-
-class _CorpusLoader(yaml.SafeLoader):
-    pass
-
-
-for _tag in OUTCOMES:
-    _CorpusLoader.add_constructor(f"!{_tag}", lambda loader, node, tag=_tag: _Outcome(tag))
-
-
-def load_corpus() -> dict[str, Any]:
-    with CORPUS_PATH.open(encoding="utf-8") as corpus:
-        loaded: dict[str, Any] = yaml.load(corpus, Loader=_CorpusLoader)
-    return loaded
-
-
-CORPUS = load_corpus()
-ANSWER_ROWS = [
-    (kind, utterance, expected)
-    for kind, rows in CORPUS["answers"].items()
-    for utterance, expected in rows
-]
+CORPUS = load_corpus(CORPUS_PATH)
+ANSWER_ROWS = answer_rows(CORPUS)
 
 
 def field_of(kind: str) -> DataField:

@@ -22,10 +22,11 @@ from callbot.common.contracts import (
     DialogStart,
     DialogTurn,
 )
+from callbot.common.fallback_lines import GREETING_FALLBACK, TURN_FALLBACK
 from callbot.common.messaging import Deadline
 from callbot.common.recipients import CollectedValue, RecipientDocument, recipient_key
 from callbot.dialog.agent_cache import AgentCache, AgentNotFound
-from callbot.dialog.domain.actions import ModelAnswer, RecordData
+from callbot.dialog.domain.actions import EndCall, ModelAnswer, RecordData
 from callbot.dialog.domain.prompt import collection_status
 from callbot.dialog.handlers import DialogPorts, handle_event, handle_request
 from callbot.dialog.sessions import CallNotFound, SessionRegistry
@@ -54,8 +55,10 @@ class Harness:
     async def start(self, **changes: object) -> DialogReply:
         return await handle_request(START.model_copy(update=changes), Deadline.after(4), self.ports)
 
-    async def turn(self, seq: int, speech: str) -> DialogReply:
-        request = DialogTurn(call_id="call-1", seq=seq, speech=speech)
+    async def turn(self, seq: int, speech: str, *, after_fallback: bool = False) -> DialogReply:
+        request = DialogTurn(
+            call_id="call-1", seq=seq, speech=speech, after_fallback=after_fallback
+        )
         return await handle_request(request, Deadline.after(4), self.ports)
 
     def turns_published(self) -> list[tuple[int, str, str]]:
@@ -151,6 +154,42 @@ async def test_other_speech_at_a_taken_seq_is_appended_after_the_last_turn() -> 
         (3, "user"),
         (4, "assistant"),
     ]
+
+
+async def test_a_late_reply_the_callee_never_heard_gives_way_to_gateways_line() -> None:
+    # dialog answered "my name is Ada" after gateway's deadline with a closing
+    # line; the callee heard TURN_FALLBACK instead, and spoke again.
+    closing = ModelAnswer(
+        "Thanks Ada, goodbye!", (RecordData("full_name", "Ada"), EndCall("callee is done"))
+    )
+    harness = Harness(ScriptedModel([closing, ModelAnswer("Got it, Ada.")]))
+    await harness.start()
+    late = await harness.turn(1, "my name is Ada")
+    assert (late.action, late.ended_by) == ("hangup", "user_goodbye")
+    # The ending names its closing line, so persistence can void it (call.fallback).
+    [ending] = [event for event in harness.events.published if isinstance(event, CallEnding)]
+    assert ending.seq == 2
+    reply = await harness.turn(3, "Ada. Ada Lovelace.", after_fallback=True)
+    # Not the closing line again: the call goes on, from what was really said.
+    assert reply.say == "Got it, Ada."
+    history_seen_by_model, _heard = harness.model.calls[-1]
+    assert [(t.seq, t.content, t.fallback) for t in history_seen_by_model[1:]] == [
+        (1, "my name is Ada", False),
+        (2, TURN_FALLBACK, True),
+    ]
+    # The seq after the fallback line, as gateway asked; nothing republished at 2.
+    assert [t[0] for t in harness.turns_published()] == [0, 1, 2, 3, 4]
+
+
+async def test_after_gateways_greeting_fallback_the_greeting_is_that_line() -> None:
+    harness = Harness(ScriptedModel([ModelAnswer("Hi! This is Ava from Acme.")]))
+    await harness.start()
+    await harness.turn(1, "yes, who is this?", after_fallback=True)
+    history_seen_by_model, _heard = harness.model.calls[-1]
+    assert (history_seen_by_model[0].content, history_seen_by_model[0].fallback) == (
+        GREETING_FALLBACK,
+        True,
+    )
 
 
 async def test_model_failure_speaks_the_fallback_and_keeps_the_user_turn() -> None:

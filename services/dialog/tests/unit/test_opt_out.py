@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from dialog_doubles import T0, make_session, said
 
+from callbot.common.calls import user_turn
 from callbot.dialog.domain.actions import ModelAnswer, OptOut, RecordData, parse_tool_call
 from callbot.dialog.domain.deterministic import deterministic_answer
 from callbot.dialog.domain.opt_out import is_opt_out_request
-from callbot.dialog.domain.policy import answer_without_model, apply_model_answer, user_turn
+from callbot.dialog.domain.policy import answer_without_model, apply_model_answer
 
 GREETING = said(0, "Hi Ada, what is your full name?")
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from dialog_doubles import T0, make_agent, make_session, said
 
+from callbot.common.calls import user_turn
 from callbot.dialog.domain.actions import (
     EndCall,
     ModelAnswer,
@@ -19,7 +20,6 @@ from callbot.dialog.domain.policy import (
     fallback,
     greet,
     leave_voicemail,
-    user_turn,
 )
 from callbot.dialog.domain.session import Ending, Exchange
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from dialog_doubles import make_agent, make_call, make_session, said
 
-from callbot.common.calls import Turn
+from callbot.common.calls import Turn, user_turn
 from callbot.dialog.domain.past_calls import (
     CHARS_PER_TOKEN,
     MAX_CONTEXT_CHARS,
@@ -14,7 +14,6 @@ from callbot.dialog.domain.past_calls import (
     summarise_past_call,
     summarise_past_calls,
 )
-from callbot.dialog.domain.policy import user_turn
 from callbot.dialog.domain.prompt import NO_INPUT_PLACEHOLDER, build_llm_request, build_tools
 from callbot.dialog.domain.session import Rejection
 

@@ -14,6 +14,8 @@ from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 
 pytestmark = pytest.mark.rabbit
+# Callbacks for the calls `placed_calls` stores (any other call id is an orphan).
+placed = pytest.mark.usefixtures("placed_calls")
 
 
 @pytest.fixture
@@ -22,6 +24,8 @@ async def client(settings: Settings, topology: Topology) -> AsyncIterator[httpx.
         yield client
 
 
+@pytest.mark.mongo
+@placed
 async def test_call_status_publishes_every_field(client: httpx.AsyncClient, tap: EventTap) -> None:
     fields = {
         "CallSid": "CA1",
@@ -48,6 +52,8 @@ async def test_call_status_publishes_every_field(client: httpx.AsyncClient, tap:
     assert event.params == fields
 
 
+@pytest.mark.mongo
+@placed
 async def test_failed_call_status_carries_the_error_code(
     client: httpx.AsyncClient, tap: EventTap
 ) -> None:
@@ -58,6 +64,8 @@ async def test_failed_call_status_carries_the_error_code(
     assert (event.status, event.error_code) == ("failed", "32009")
 
 
+@pytest.mark.mongo
+@placed
 async def test_recording_status_publishes_the_recording(
     client: httpx.AsyncClient, tap: EventTap
 ) -> None:

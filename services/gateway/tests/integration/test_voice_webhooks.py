@@ -23,6 +23,8 @@ from prometheus_client import REGISTRY
 
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
+    CallFallbackSpoken,
     DialogRequest,
     DialogStart,
     DialogTurn,
@@ -33,7 +35,7 @@ from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 from callbot.gateway.domain.fallback import GREETING_FALLBACK, TURN_FALLBACK
 
-pytestmark = pytest.mark.rabbit
+pytestmark = [pytest.mark.rabbit, pytest.mark.mongo, pytest.mark.usefixtures("placed_calls")]
 
 ANSWERED = {
     "CallSid": "CA100",
@@ -164,8 +166,11 @@ async def test_speech_turn_that_ends_the_call_hangs_up(
     assert requests == [DialogTurn(call_id="c4", seq=5, speech="", confidence=None)]
 
 
-async def test_slow_dialog_gets_the_apology_and_a_gather_for_the_same_seq(
-    client: httpx.AsyncClient, amqp_connection: AbstractRobustConnection, topology: Topology
+async def test_slow_dialog_gets_the_apology_and_what_the_callee_heard_is_published(
+    client: httpx.AsyncClient,
+    amqp_connection: AbstractRobustConnection,
+    topology: Topology,
+    tap: EventTap,
 ) -> None:
     async def too_slow(request: DialogRequest) -> Message:
         await asyncio.sleep(1.0)
@@ -181,10 +186,38 @@ async def test_slow_dialog_gets_the_apology_and_a_gather_for_the_same_seq(
         )
         elapsed = time.monotonic() - started
     [gather] = list(_twiml(response))
-    assert gather.attrib["action"] == f"{PUBLIC_URL}/voice/process-speech?call_id=c5&seq=7"
+    # The fallback line is turn 8 (where dialog's reply would be): listen for 9.
+    assert gather.attrib["action"] == (
+        f"{PUBLIC_URL}/voice/process-speech?call_id=c5&seq=9&after=fallback"
+    )
     assert gather[0].text == TURN_FALLBACK
     assert elapsed < 0.9  # the 400 ms deadline, not dialog's second
     assert _fallbacks("dialog.turn", "timeout") == before + 1
+    [event] = await tap.wait_for(1)
+    assert isinstance(event, CallFallbackSpoken)
+    heard, line = event.turns
+    assert (heard.seq, heard.role, heard.content, heard.fallback) == (7, "user", "hm", False)
+    assert (line.seq, line.role, line.content, line.fallback) == (
+        8,
+        "assistant",
+        TURN_FALLBACK,
+        True,
+    )
+
+
+async def test_a_turn_after_a_fallback_tells_dialog_so(
+    client: httpx.AsyncClient, amqp_connection: AbstractRobustConnection, topology: Topology
+) -> None:
+    async def answer(request: DialogRequest) -> Message:
+        return reply_for(request, "Thanks.", next_seq=11)
+
+    async with scripted_dialog(amqp_connection, topology, answer) as requests:
+        await post_webhook(
+            client,
+            "/voice/process-speech?call_id=c5&seq=9&after=fallback",
+            {"CallSid": "CA5", "SpeechResult": "hm again"},
+        )
+    assert requests == [DialogTurn(call_id="c5", seq=9, speech="hm again", after_fallback=True)]
 
 
 async def test_no_dialog_at_all_still_greets_and_publishes_the_answer(
@@ -193,12 +226,17 @@ async def test_no_dialog_at_all_still_greets_and_publishes_the_answer(
     before = _fallbacks("dialog.start", "timeout")
     response = await post_webhook(client, "/voice/outbound?call_id=c6&agent_id=survey", ANSWERED)
     [gather] = list(_twiml(response))
-    assert gather.attrib["action"] == f"{PUBLIC_URL}/voice/process-speech?call_id=c6&seq=1"
+    assert gather.attrib["action"] == (
+        f"{PUBLIC_URL}/voice/process-speech?call_id=c6&seq=1&after=fallback"
+    )
     assert gather[0].text == GREETING_FALLBACK
     assert _fallbacks("dialog.start", "timeout") == before + 1
-    [event] = await tap.wait_for(1)
-    assert isinstance(event, CallAnswered)
-    assert event.call_id == "c6"
+    answered, fallback = await tap.wait_for(2)
+    assert isinstance(answered, CallAnswered)
+    assert answered.call_id == "c6"
+    assert isinstance(fallback, CallFallbackSpoken)
+    [line] = fallback.turns
+    assert (line.seq, line.content, line.fallback) == (0, GREETING_FALLBACK, True)
 
 
 async def test_no_dialog_for_a_machine_hangs_up(client: httpx.AsyncClient) -> None:
@@ -220,7 +258,7 @@ async def test_dialog_failure_reply_falls_back(
             client, "/voice/process-speech?call_id=c8&seq=1", {"CallSid": "CA8"}
         )
     [gather] = list(_twiml(response))
-    assert gather.attrib["action"].endswith("call_id=c8&seq=1")
+    assert gather.attrib["action"].endswith("call_id=c8&seq=3&after=fallback")
     assert _fallbacks("dialog.turn", "rpc_failure") == before + 1
 
 
@@ -253,12 +291,13 @@ async def test_async_machine_result_redirects_the_live_call_to_the_voicemail(
     root = ET.fromstring(form["Twiml"][0])
     assert [child.tag for child in root] == ["Say", "Hangup"]
     assert root[0].text == "Sorry we missed you."
+    # call.answered went out with the answer webhook; this is who answered.
     [event] = await tap.wait_for(1)
-    assert isinstance(event, CallAnswered)
+    assert isinstance(event, CallAnsweredBy)
     assert (event.call_id, event.answered_by) == ("c9", "machine_end_silence")
 
 
-async def test_async_human_result_only_publishes_the_answer(
+async def test_async_human_result_only_publishes_who_answered(
     client: httpx.AsyncClient, tap: EventTap, fake_twilio: FakeTwilio
 ) -> None:
     response = await post_webhook(
@@ -269,5 +308,5 @@ async def test_async_human_result_only_publishes_the_answer(
     assert response.status_code == 204
     assert fake_twilio.updates == []
     [event] = await tap.wait_for(1)
-    assert isinstance(event, CallAnswered)
+    assert isinstance(event, CallAnsweredBy)
     assert event.answered_by == "human"

@@ -25,7 +25,7 @@ from callbot.common.contracts import DialogRequest, Message
 from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 
-pytestmark = pytest.mark.rabbit
+pytestmark = [pytest.mark.rabbit, pytest.mark.mongo, pytest.mark.usefixtures("placed_calls")]
 
 WEBHOOKS = [
     "/voice/outbound?call_id=c1&agent_id=survey",

@@ -86,9 +86,9 @@ def test_greeting_fallback_listens_for_turn_one() -> None:
     assert (reply.action, reply.next_seq, reply.say) == ("gather", 1, GREETING_FALLBACK)
 
 
-def test_turn_fallback_listens_again_for_the_same_seq() -> None:
+def test_turn_fallback_takes_the_reply_seq_and_listens_after_it() -> None:
     reply = turn_fallback("c1", 5)
-    assert (reply.action, reply.next_seq, reply.say) == ("gather", 5, TURN_FALLBACK)
+    assert (reply.action, reply.next_seq, reply.say) == ("gather", 7, TURN_FALLBACK)
 
 
 def test_voicemail_fallback_hangs_up_silently() -> None:

@@ -90,6 +90,37 @@ class CallStoreContract:
         assert call.recording.archive == script.archived().archive
         assert _content(call) == project(events, script.call_id)
 
+    @pytest.mark.parametrize("seed", range(3))
+    async def test_transcripts_and_failures_converge_in_any_order(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        # The latest transcript wins and clears the failure mark; a failure
+        # never marks a transcribed call. They come after the call exists (they
+        # never create it, see below): media transcribes an archived recording.
+        first = [script.created(), script.archived()]
+        later = [
+            script.transcription_failed(),
+            script.transcribed(at=60, text="first"),
+            script.transcribed(at=61, text="replayed"),
+        ]
+        events = first + later
+        await _apply_all(store, first + script.shuffled_with_duplicates(later, seed))
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording_transcript is not None
+        assert (call.recording_transcript.text, call.recording_transcript_failure) == (
+            "replayed",
+            None,
+        )
+        assert call.data_review == ()
+        assert _content(call) == project(events, script.call_id)
+
+    async def test_a_transcript_or_failure_never_creates_a_call(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        await _apply_all(store, [script.transcribed(), script.transcription_failed()])
+        assert await store.get(script.call_id) is None
+
     async def test_an_archive_of_another_recording_is_ignored(
         self, store: CallStore, script: CallScript
     ) -> None:
@@ -104,6 +135,46 @@ class CallStoreContract:
         assert call.recording is not None
         assert (call.recording.sid, call.recording.archive) == ("RE1", None)
         assert _content(call) == project(events, script.call_id)
+
+    @pytest.mark.parametrize("order", ["fallback_first", "late_first", "status_then_fallback"])
+    async def test_the_fallback_line_holds_its_seq_and_voids_the_late_ending(
+        self, store: CallStore, script: CallScript, order: str
+    ) -> None:
+        # dialog closed the call at seq 4 after gateway's deadline: the callee
+        # heard gateway's fallback line there, and then hung up.
+        late = [script.exchange(3, 4), script.ending()]
+        fallback = script.fallback(4)
+        completed = script.status("completed", 3, 31, duration=40)
+        tail = {
+            "fallback_first": [fallback, *late, completed],
+            "late_first": [*late, fallback, completed],
+            "status_then_fallback": [*late, completed, fallback],
+        }[order]
+        events = [script.created(), script.answered(), *script.exchanges()[:2], *tail]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert [turn.seq for turn in call.turns] == [0, 1, 2, 3, 4]
+        assert (call.turns[4].content, call.turns[4].fallback) == (fallback.line.content, True)
+        # The callee's words stay, and so does what was collected from them.
+        assert call.turns[3] == script.exchange(3).turns[0]
+        assert call.data_collected == script.exchange(3, 4).data_collected
+        assert (call.ended_by, call.ending_reason, call.ending_seq) == ("callee_hangup", None, None)
+        assert call == project(events, script.call_id)
+
+    async def test_asynchronous_machine_detection_says_who_answered(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        events = [
+            script.created(),
+            script.answered(answered_by=None),
+            script.answered_by("machine_end_beep"),
+            script.status("completed", 3, 31, duration=20),
+        ]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert (call.answered_by, call.ended_by) == ("machine_end_beep", "voicemail")
+        assert call.answered_at == script.answered().occurred_at
+        assert call == project(events, script.call_id)
 
     async def test_a_redelivered_turn_changes_nothing(
         self, store: CallStore, script: CallScript

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -195,3 +196,13 @@ def test_call_completed_carries_the_call_without_outbox_bookkeeping(script: Call
 def test_call_completed_needs_a_finalized_call(script: CallScript) -> None:
     with pytest.raises(ValueError, match="has not ended"):
         call_completed_event(CallDocument(call_id=script.call_id, status="in-progress"))
+
+
+@pytest.mark.parametrize(("retention_days", "kept_for"), [(None, None), (1, 1), (30, 30)])
+def test_a_call_expires_its_retention_after_its_creation(
+    script: CallScript, retention_days: int | None, kept_for: int | None
+) -> None:
+    created = script.created().model_copy(update={"retention_days": retention_days})
+    call = project([created], script.call_id)
+    expected = None if kept_for is None else script.at(0) + timedelta(days=kept_for)
+    assert (call.created_at, call.expires_at) == (script.at(0), expected)

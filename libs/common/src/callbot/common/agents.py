@@ -131,6 +131,14 @@ class Agent(_Model):
     max_duration_s: int = Field(default=600, ge=30, le=14400)
     machine_detection: AmdMode = "sync"
     record: bool = True
+    # Twilio's RecordingChannels: "dual" puts each party on a channel of its own,
+    # so the recording's transcript knows who said what.
+    recording_channels: Literal["mono", "dual"] = "mono"
+    # Check the values collected against the recording's transcript (`data_review`).
+    data_check: bool = False
+    # Days its calls (documents, recordings, transcripts) are kept; None: the
+    # deployment's RETENTION_DAYS.
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
     llm: LlmOptions = LlmOptions()
     speech: SpeechOptions = SpeechOptions()
     past_calls: int = Field(default=5, ge=0, le=20)

@@ -72,9 +72,18 @@ class Turn(_Model):
     confidence: float | None = None
     latency_ms: int | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
+    # gateway spoke this line (`callbot.common.fallback_lines`) because dialog
+    # missed the turn deadline; a late reply from dialog never replaces it.
+    fallback: bool = False
     # The callee spoke over this line (ConversationRelay barge-in): `content` is
     # only what they heard before the interruption.
     interrupted: bool = False
+
+
+def user_turn(seq: int, speech: str, confidence: float | None, at: datetime) -> Turn:
+    """What the callee said at `seq` (Twilio's `SpeechResult`); nothing said is a no-input turn."""
+    text = speech.strip()
+    return Turn(seq=seq, role="user", content=text, at=at, no_input=not text, confidence=confidence)
 
 
 class RecordingArchive(_Model):
@@ -99,6 +108,55 @@ class Recording(_Model):
     duration_s: int | None = None
     status: str | None = None
     archive: RecordingArchive | None = None  # set by `call.recording_archived`
+
+
+Speaker = Literal["agent", "callee"]
+
+
+class TranscriptSegment(_Model):
+    """A stretch of the recording's transcript, timed from the recording's start.
+
+    `channel` (1 or 2) and `speaker` are set when the recording is dual-channel
+    (each party on a channel of its own); a mono recording mixes both, so
+    neither is known."""
+
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    text: str
+    channel: int | None = None
+    speaker: Speaker | None = None
+
+
+class RecordingTranscript(_Model):
+    """The transcript of the archived recording (the media worker's), beside
+    the live `turns`, never replacing them."""
+
+    recording_sid: str
+    model: str
+    text: str
+    language: str | None = None
+    duration_s: float | None = None
+    channels: int = Field(default=1, ge=1, le=2)
+    segments: tuple[TranscriptSegment, ...] = ()
+    transcribed_at: datetime
+
+
+class TranscriptionFailure(_Model):
+    """The recording could not be transcribed; the recording itself is kept."""
+
+    recording_sid: str
+    reason: str
+    attempts: int = Field(ge=1)
+    failed_at: datetime
+
+
+class DataReviewItem(_Model):
+    """A collected value the recording's transcript contradicts: flagged, never changed."""
+
+    field: str
+    value: Any
+    heard: tuple[str, ...]  # what the recording says instead
+    reason: str
 
 
 class CallbackRequest(_Model):
@@ -129,6 +187,9 @@ class CallDocument(_Model):
     answered_by: str | None = None
     ended_by: EndedBy | None = None
     ending_reason: str | None = None
+    # The seq of the closing line behind `ended_by` (dialog's `call.ending`): if
+    # the callee heard gateway's fallback line there instead, the ending is void.
+    ending_seq: int | None = None
     callback_request: CallbackRequest | None = None
     error_code: str | None = None
     created_at: datetime | None = None
@@ -142,6 +203,10 @@ class CallDocument(_Model):
     summary_model: str | None = None  # the model that wrote it, or "deterministic"
     summarized_at: datetime | None = None
     recording: Recording | None = None
+    recording_transcript: RecordingTranscript | None = None
+    recording_transcript_failure: TranscriptionFailure | None = None
+    data_review: tuple[DataReviewItem, ...] | None = None  # None: not checked
+    expires_at: datetime | None = None  # retention: erased from then on (None: kept)
     # persistence's outbox bookkeeping: when a publisher took the job of sending
     # `call.completed` (a stale claim is retried), and when the broker confirmed it.
     completed_claimed_at: datetime | None = None

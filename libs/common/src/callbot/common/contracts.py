@@ -20,9 +20,11 @@ from callbot.common.agents import Agent
 from callbot.common.calls import (
     CallbackRequest,
     CallDocument,
+    DataReviewItem,
     EndedBy,
     Recording,
     RecordingArchive,
+    RecordingTranscript,
     Turn,
 )
 from callbot.common.transport import GatherTransport, Transport
@@ -71,6 +73,8 @@ class CallCreated(CallEvent):
     variables: dict[str, Any] = Field(default_factory=dict)
     status: str = "queued"
     override_opt_out: str | None = None  # why a recipient who opted out is called anyway
+    # How long the call is kept (the agent's, else the deployment's); None: kept.
+    retention_days: int | None = Field(default=None, ge=1)
 
 
 class CallAnswered(CallEvent):
@@ -79,6 +83,43 @@ class CallAnswered(CallEvent):
     type: Literal["call.answered"] = "call.answered"
     call_sid: str
     answered_by: str | None = None
+
+
+class CallAnsweredBy(CallEvent):
+    """gateway: asynchronous answering-machine detection's result (Twilio's
+    `AsyncAmdStatusCallback`), for a call whose `call.answered` went out
+    without `answered_by` when the answer webhook came."""
+
+    type: Literal["call.answered_by"] = "call.answered_by"
+    call_sid: str
+    answered_by: str = Field(min_length=1)
+
+
+class CallFallbackSpoken(CallEvent):
+    """gateway: dialog missed the deadline of a request, so the callee heard
+    gateway's fallback line (`callbot.common.fallback_lines`) instead of
+    dialog's reply. `turns` is what the callee said and heard: the utterance
+    gateway had asked dialog about (none for the greeting), then the fallback
+    line (`fallback=True`) at the seq dialog's reply would have taken.
+
+    persistence stores the fallback line at its seq whatever dialog's late
+    reply put there, and voids the late reply's ending."""
+
+    type: Literal["call.fallback"] = "call.fallback"
+    turns: tuple[Turn, ...] = Field(min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _utterance_then_fallback_line(self) -> CallFallbackSpoken:
+        *heard, line = self.turns
+        if line.role != "assistant" or not line.fallback:
+            raise ValueError("the last turn must be the fallback line (assistant, fallback=true)")
+        if heard and (heard[0].role != "user" or heard[0].seq + 1 != line.seq):
+            raise ValueError("the turn before the fallback line must be the user turn before it")
+        return self
+
+    @property
+    def line(self) -> Turn:
+        return self.turns[-1]
 
 
 class CallTurnRecorded(CallEvent):
@@ -141,6 +182,9 @@ class CallEnding(CallEvent):
     reason: str = ""
     # The callee refused or asked to be called later: the time asked for, if any.
     callback_request: CallbackRequest | None = None
+    # The seq of the closing line (the exchange's last turn). Unset by older
+    # producers; persistence voids an ending whose line the callee never heard.
+    seq: int | None = Field(default=None, ge=0)
 
 
 class CallStatusChanged(CallEvent):
@@ -186,6 +230,27 @@ class CallRecordingArchived(CallEvent):
     type: Literal["call.recording_archived"] = "call.recording_archived"
     recording_sid: str
     archive: RecordingArchive
+
+
+class CallRecordingTranscribed(CallEvent):
+    """media: the archived recording was transcribed; persistence stores it as
+    `recording_transcript` (and `data_review` when the agent asks for the data
+    check). At least once: the same transcript again changes nothing."""
+
+    type: Literal["call.recording_transcribed"] = "call.recording_transcribed"
+    transcript: RecordingTranscript
+    data_review: tuple[DataReviewItem, ...] | None = None  # None: the agent has no data check
+
+
+class CallRecordingTranscriptionFailed(CallEvent):
+    """media: the recording could not be transcribed after every attempt (or the
+    endpoint refused it); the archive is kept and the event that asked for the
+    transcript is dead-lettered, so it can be replayed."""
+
+    type: Literal["call.recording_transcription_failed"] = "call.recording_transcription_failed"
+    recording_sid: str
+    reason: str
+    attempts: int = Field(ge=1)
 
 
 class CallCompleted(CallEvent):
@@ -253,6 +318,8 @@ class CampaignCompleted(Event):
 AnyEvent = Annotated[
     CallCreated
     | CallAnswered
+    | CallAnsweredBy
+    | CallFallbackSpoken
     | CallTurnRecorded
     | CallTurnInterrupted
     | CallEnding
@@ -260,6 +327,8 @@ AnyEvent = Annotated[
     | CallRecordingUpdated
     | CallSummarized
     | CallRecordingArchived
+    | CallRecordingTranscribed
+    | CallRecordingTranscriptionFailed
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated
@@ -300,6 +369,8 @@ class DialogTurn(Message):
     seq: int = Field(ge=1)
     speech: str = ""
     confidence: float | None = None
+    # The callee heard gateway's fallback line (not dialog's reply) at `seq - 1`.
+    after_fallback: bool = False
     # ConversationRelay: the line the callee spoke over before this turn, as far
     # as they heard it (also published as `call.turn_interrupted`).
     interrupted_line: Turn | None = None
@@ -378,6 +449,26 @@ class CallClaimReleased(Message):
     released: bool  # false: the key was not held for that call (expired or another's)
 
 
+class RecipientErase(Message):
+    """gateway → persistence: erase everything of one recipient of one agent
+    (calls, recordings, transcripts, summaries, the recipient's data), keeping
+    only the opt-out so they are not called again; an audit record says who asked."""
+
+    type: Literal["recipient.erase"] = "recipient.erase"
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+    requested_by: str = Field(min_length=1)  # a digest of the API key, never the key
+    reason: str = ""
+
+
+class RecipientErased(Message):
+    type: Literal["recipient.erased"] = "recipient.erased"
+    audit_id: str
+    calls_erased: int
+    objects_erased: int
+    opted_out: bool  # the opt-out was kept
+
+
 class RpcFailure(Message):
     """Any RPC server's answer when it could not do what was asked."""
 
@@ -392,11 +483,12 @@ DialogResponse = Annotated[DialogReply | RpcFailure, Field(discriminator="type")
 DIALOG_RESPONSE_ADAPTER: TypeAdapter[DialogResponse] = TypeAdapter(DialogResponse)
 
 PersistenceRequest = Annotated[
-    AgentSave | CallClaim | CallClaimRelease, Field(discriminator="type")
+    AgentSave | CallClaim | CallClaimRelease | RecipientErase, Field(discriminator="type")
 ]
 PERSISTENCE_REQUEST_ADAPTER: TypeAdapter[PersistenceRequest] = TypeAdapter(PersistenceRequest)
 PersistenceResponse = Annotated[
-    AgentSaved | CallClaimed | CallClaimReleased | RpcFailure, Field(discriminator="type")
+    AgentSaved | CallClaimed | CallClaimReleased | RecipientErased | RpcFailure,
+    Field(discriminator="type"),
 ]
 PERSISTENCE_RESPONSE_ADAPTER: TypeAdapter[PersistenceResponse] = TypeAdapter(PersistenceResponse)
 

@@ -2,7 +2,8 @@
 
 `log_context(call_id=...)` binds fields for everything logged inside it,
 across awaits, through a context variable; each asyncio task inherits the
-context it was created in.
+context it was created in. With tracing on, the span in hand gets the same
+`call_id`, and every line the `trace_id` of its span.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from callbot.common.tracing import current_trace_id, tag_call
 
 _context: ContextVar[dict[str, Any]] = ContextVar("callbot_log_context", default={})  # noqa: B039
 
@@ -31,7 +34,9 @@ _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
 
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
-    """Add `fields` to every log line written inside the block."""
+    """Add `fields` to every log line written inside the block (and a `call_id`
+    to the span in hand, when tracing is on)."""
+    tag_call(fields.get("call_id"))
     token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
     try:
         yield
@@ -54,6 +59,9 @@ class JsonFormatter(logging.Formatter):
             **_context.get(),
         }
         entry.update((k, v) for k, v in vars(record).items() if k not in _RECORD_FIELDS)
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

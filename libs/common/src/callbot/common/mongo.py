@@ -24,6 +24,8 @@ CALLS = "calls"
 # persistence's record of the `Idempotency-Key`s of `POST /v1/calls` (one per key, 24 h).
 CALL_CLAIMS = "call_claims"
 RECIPIENTS = "recipients"
+# persistence's record of each erasure request (who asked, what was erased).
+AUDIT = "audit"
 
 Document = dict[str, Any]
 

@@ -98,6 +98,9 @@ class ObjectStore(Protocol):
         """A URL anyone may GET until it expires (Twilio's <Play>, a redirect)."""
         ...
 
+    async def delete(self, location: ObjectLocation) -> None:
+        """Remove the object; one already gone counts as removed."""
+
     async def keys(self, bucket: str, prefix: str = "") -> list[str]:
         """The keys under `prefix`, sorted (at most 1000: for checks, not listings)."""
         ...
@@ -210,6 +213,37 @@ class S3ObjectStore:
         )
         return url
 
+    async def delete(self, location: ObjectLocation) -> None:
+        async with _translated_errors(location):
+            await self._s3.delete_object(Bucket=location.bucket, Key=location.key)
+
+    async def set_expiration_rule(self, bucket: str, rule_id: str, prefix: str, days: int) -> None:
+        """Have the bucket itself expire objects under `prefix` after `days`: the
+        lifecycle rule `rule_id` is created or replaced, other rules are kept."""
+        async with _translated_errors(ObjectLocation(bucket, "")):
+            rules = [rule for rule in await self.lifecycle_rules(bucket) if rule["ID"] != rule_id]
+            rules.append(
+                {
+                    "ID": rule_id,
+                    "Filter": {"Prefix": prefix},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": days},
+                }
+            )
+            await self._s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+            )
+
+    async def lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
+        async with _translated_errors(ObjectLocation(bucket, "")):
+            try:
+                response = await self._s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+        return list(response.get("Rules", []))
+
     async def keys(self, bucket: str, prefix: str = "") -> list[str]:
         async with _translated_errors(ObjectLocation(bucket, prefix)):
             response = await self._s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
@@ -287,6 +321,10 @@ class InMemoryObjectStore:
     async def presigned_get_url(self, location: ObjectLocation, *, expires_s: int) -> str:
         self._check(location)
         return f"memory://{location.bucket}/{location.key}?expires={expires_s}"
+
+    async def delete(self, location: ObjectLocation) -> None:
+        self._check(location)
+        self.objects.pop(location, None)
 
     async def keys(self, bucket: str, prefix: str = "") -> list[str]:
         self._check(ObjectLocation(bucket, prefix))

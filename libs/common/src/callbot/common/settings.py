@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     callbot_api_keys: SecretStr = SecretStr("")
     dialog_deadline_ms: int = Field(default=4000, ge=100, le=14000)
     max_webhook_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How long a callback for a call not stored yet waits for its call.created
+    # before it is an orphan (not stored; gateway's placed_calls.py).
+    orphan_wait_ms: int = Field(default=2000, ge=0, le=10000)
     # Reconciliation with Twilio (gateway): calls stuck in a non-final state.
     reconcile_interval_s: float = Field(default=60.0, ge=0)  # 0: off
     reconcile_margin_s: float = Field(default=120.0, ge=0)
@@ -135,6 +138,30 @@ class Settings(BaseSettings):
     media_download_attempts: int = Field(default=6, ge=1, le=20)
     media_retry_backoff_s: float = Field(default=1.0, gt=0, le=60)
 
+    # Transcripts of archived recordings (media worker; OPENAI_API_KEY / OPENAI_BASE_URL)
+    transcription_model: str = Field(
+        default="",
+        description="Model of the audio transcription endpoint (e.g. gpt-4o-transcribe, "
+        "whisper-1); empty: recordings are not transcribed.",
+    )
+    # verbose_json gives segment timestamps; models that only answer json
+    # (gpt-4o-transcribe) give the text alone.
+    transcription_response_format: Literal["verbose_json", "json"] = "verbose_json"
+    transcription_attempts: int = Field(default=5, ge=1, le=20)
+    transcription_backoff_s: float = Field(default=2.0, gt=0, le=300)
+    transcription_timeout_s: float = Field(default=120.0, gt=0, le=1800)
+
+    # Retention (persistence erases, the media worker sets the bucket's lifecycle rule)
+    retention_days: int = Field(
+        default=0,
+        ge=0,
+        le=36500,
+        description="Days calls, recordings and transcripts are kept unless the agent says "
+        "otherwise; 0: kept until deleted.",
+    )
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0, le=86400)
+    retention_ttl_grace_days: int = Field(default=7, ge=1, le=365)
+
     # Operations
     startup_timeout_s: float = Field(
         default=60.0,
@@ -144,6 +171,18 @@ class Settings(BaseSettings):
         "exits non-zero.",
     )
     log_level: LogLevel = "INFO"
+    # Tracing: the standard OpenTelemetry variables. These decide whether it is
+    # on; the SDK itself reads the rest (OTEL_TRACES_SAMPLER, OTEL_BSP_*, ...).
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: Literal["otlp", "none"] = "otlp"
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        description="Only OTLP over HTTP with protobuf is shipped (no gRPC stack to carry).",
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf"] = "http/protobuf"
+    otel_service_name: str | None = None
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port for dialog/persistence; 0 = off."
     )
@@ -186,9 +225,21 @@ class Settings(BaseSettings):
         return parse_allowed_hosts(self.mcp_allowed_hosts)
 
     @property
+    def transcription_configured(self) -> bool:
+        """Recordings are transcribed: a model is named (and an endpoint, key or base URL)."""
+        return bool(self.transcription_model) and self.llm_configured
+
+    @property
     def llm_configured(self) -> bool:
         """An LLM endpoint is configured; otherwise dialog runs its deterministic policy."""
         return self.openai_api_key is not None or self.openai_base_url is not None
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Traces are exported: an OTLP endpoint is set, and neither
+        `OTEL_SDK_DISABLED` nor `OTEL_TRACES_EXPORTER=none` says otherwise."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled and self.otel_traces_exporter == "otlp"
 
     def s3_config(self) -> S3Config:
         """How to reach object storage (`S3_ENDPOINT_URL` unset: AWS S3 itself)."""

@@ -1,5 +1,7 @@
 """A scripted server speaking OpenAI's chat-completions HTTP protocol, for tests.
 
+It serves the audio transcription endpoint too (``fake_transcriptions``).
+
 The real ``openai`` client talks to it over HTTP, so tests exercise the same
 request building, response parsing, streaming and error mapping as production.
 Tests script answers with rules; every request body is recorded for assertions.
@@ -57,11 +59,19 @@ from starlette.types import ASGIApp
 from callbot.emulator.embedded import EmbeddedApp
 from callbot.emulator.server_process import SRC_DIR as EMULATOR_SRC_DIR
 from callbot.emulator.server_process import ServerProcess, ready_line
+from callbot.testkit.fake_openai_errors import ScriptedError, error_response
+from callbot.testkit.fake_transcriptions import (
+    TranscriptionRequest,
+    TranscriptionRule,
+    TranscriptionScript,
+    transcriptions_router,
+)
 
 # A fixed timestamp keeps responses byte-identical from one run to the next.
 _CREATED = 1_700_000_000
 # Tool-call arguments are streamed in pieces this long so clients must reassemble them.
 _ARGUMENT_PIECE_LEN = 8
+TranscriptionRuleLike: TypeAlias = TranscriptionRule | Mapping[str, Any]
 # How the child names itself in its ready line (``server_process.ready_line``).
 FAKE_OPENAI_NAME = "fake-openai"
 
@@ -115,34 +125,6 @@ class ScriptedToolCall(BaseModel):
         if isinstance(self.arguments, str):
             return self.arguments
         return json.dumps(self.arguments, ensure_ascii=False)
-
-
-class ScriptedError(BaseModel):
-    """An HTTP error answered with OpenAI's error body; unset fields get OpenAI-like defaults."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    status: int = Field(ge=400, le=599)
-    message: str | None = None
-    type: str | None = None
-    code: str | None = None
-    param: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        if self.status == 429:
-            default_type, default_code = "requests", "rate_limit_exceeded"
-        elif self.status >= 500:
-            default_type, default_code = "server_error", None
-        else:
-            default_type, default_code = "invalid_request_error", None
-        return {
-            "error": {
-                "message": self.message or f"Scripted HTTP {self.status} from fake-openai",
-                "type": self.type or default_type,
-                "param": self.param,
-                "code": self.code or default_code,
-            }
-        }
 
 
 class ScriptedResponse(BaseModel):
@@ -371,9 +353,11 @@ class _Script:
     """Rules, default answer and recorded requests; shared by the HTTP app and its owner."""
 
     def __init__(self) -> None:
+        self.transcriptions = TranscriptionScript()
         self.reset()
 
     def reset(self) -> None:
+        self.transcriptions.reset()
         self.rules: list[_ArmedRule] = []
         self.default = _DEFAULT_RESPONSE
         self.requests: list[RecordedRequest] = []
@@ -427,15 +411,8 @@ class _Script:
         )
 
 
-def _error_response(error: ScriptedError) -> JSONResponse:
-    # Tests should not wait out rate limits. The openai client ignores a zero retry-after
-    # and backs off ~0.5 s instead, so retry-after-ms (which it prefers) says 1 ms.
-    headers = {"retry-after": "0", "retry-after-ms": "1"} if error.status == 429 else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
-
-
 def _bad_request(message: str) -> JSONResponse:
-    return _error_response(ScriptedError(status=400, message=message))
+    return error_response(ScriptedError(status=400, message=message))
 
 
 async def _paced_events(
@@ -514,7 +491,7 @@ def _build_app(script: _Script) -> FastAPI:
         scripted = script.choose(messages)
         # Built before the delay so concurrent requests take their ids in arrival order.
         answer = (
-            _error_response(scripted.error)
+            error_response(scripted.error)
             if scripted.error is not None
             else _completion_response(
                 script.complete(recorded, model, scripted),
@@ -526,6 +503,8 @@ def _build_app(script: _Script) -> FastAPI:
         if scripted.delay_s:
             await _wait_unless_client_leaves(request, scripted.delay_s)
         return answer
+
+    app.include_router(transcriptions_router(script.transcriptions))
 
     @app.post("/_control/rules", status_code=204)
     async def add_rules(rules: list[Rule]) -> None:
@@ -645,6 +624,14 @@ class FakeOpenAI(EmbeddedApp):
     def streams(self) -> list[StreamRecord]:
         return [record.model_copy() for record in self._script.streams]
 
+    def add_transcription_rules(
+        self, rules: Iterable[TranscriptionRule | Mapping[str, Any]]
+    ) -> None:
+        self._script.transcriptions.add([TranscriptionRule.model_validate(r) for r in rules])
+
+    def transcription_requests(self) -> list[TranscriptionRequest]:
+        return [request.model_copy() for request in self._script.transcriptions.requests]
+
     def reset(self) -> None:
         """Forget rules, recorded requests and id counters; the default is "OK." again."""
         self._script.reset()
@@ -712,6 +699,20 @@ class FakeOpenAIControl:
 
     def streams(self) -> list[StreamRecord]:
         return _parse_streams(self._send("GET", "/_control/streams"))
+
+    def add_transcription_rules(
+        self, rules: Iterable[TranscriptionRule | Mapping[str, Any]]
+    ) -> None:
+        payload = [TranscriptionRule.model_validate(r).model_dump(mode="json") for r in rules]
+        self._send("POST", "/_control/transcriptions/rules", payload)
+
+    def release_transcriptions(self) -> None:
+        """Answer every held transcription (rules with ``hold: true``), and later ones at once."""
+        self._send("POST", "/_control/transcriptions/release")
+
+    def transcription_requests(self) -> list[TranscriptionRequest]:
+        response = self._send("GET", "/_control/transcriptions")
+        return [TranscriptionRequest.model_validate(item) for item in response.json()]
 
     def _send(self, method: str, path: str, payload: object = None) -> httpx.Response:
         response = httpx.request(method, self._root + path, json=payload, timeout=self._timeout_s)

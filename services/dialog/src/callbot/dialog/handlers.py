@@ -5,8 +5,12 @@ says `next_seq=1`; `dialog.turn` with seq N records user turn N and assistant
 turn N+1 and replies `next_seq=N+2`. A request whose user turn is already
 recorded with the same speech (a duplicated webhook, a redelivered RPC) gets
 the recorded answer again, without asking the model or publishing. A request
-whose seq is taken by different speech (gateway re-gathered after a deadline
-while the earlier turn completed late) is appended after the last turn.
+whose seq is taken by different speech (a call whose gateway re-gathered at
+the same seq after a deadline, as it did before `call.fallback`) is appended
+after the last turn. A request `after_fallback` tells that the callee heard
+gateway's fallback line at `seq - 1`, not whatever dialog answered there too
+late: the session takes the line in its place (persistence stores it from
+gateway's `call.fallback`).
 
 An exchange is one `call.turn` event (the callee's words and the reply
 together), published and confirmed before the reply is returned, so the call
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from callbot.common.calls import TERMINAL_STATUSES, EndedBy, Turn, is_machine
+from callbot.common.calls import TERMINAL_STATUSES, EndedBy, Turn, is_machine, user_turn
 from callbot.common.contracts import (
     AgentUpdated,
     AnyEvent,
@@ -56,7 +60,6 @@ from callbot.dialog.domain.policy import (
     fallback,
     greet,
     leave_voicemail,
-    user_turn,
 )
 from callbot.dialog.domain.session import Exchange, Session, with_spoken_line
 from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
@@ -174,6 +177,8 @@ async def handle_turn(
     async with ports.sessions.exclusive(request.call_id):
         wait_s = min(MAX_PERSISTENCE_WAIT_S, max(deadline.remaining() / 3, 0.0))
         session = await ports.sessions.for_turn(request.call_id, request.seq, wait_s)
+        if request.after_fallback:
+            session.heard_fallback(request.seq - 1, ports.clock())
         if request.interrupted_line is not None:
             session.heard_interruption(request.interrupted_line)
         recorded = _recorded_answer(session, request)
@@ -306,6 +311,7 @@ async def _publish_turn(
                 ended_by=exchange.ending.ended_by,
                 reason=exchange.ending.reason,
                 callback_request=exchange.ending.callback_request,
+                seq=exchange.spoken.seq,
             )
         )
     await _publish_all(ports.events, events, timeout_s)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 import openai
 from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from opentelemetry.trace import Span, SpanKind
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from callbot.common.calls import Turn
 from callbot.common.settings import Settings
 from callbot.common.storable import well_formed_text
+from callbot.common.tracing import span
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_tool_call
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
@@ -107,12 +110,13 @@ class OpenAIConversation:
         self, request: LlmRequest, time_left_s: float, speech: StreamedSpeech | None
     ) -> ChatCompletion:
         options = request.options
+        model = options.model or self._default_model
         # The low-level `post`, not `chat.completions.create`: create() runs
         # its parameter transform over every message, which cost ~0.12 ms a
         # message here (45 ms at 380) and grew each turn; our messages are
         # plain JSON already (bench/turn_overhead.py, docs/performance.md).
         body = {
-            "model": options.model or self._default_model,
+            "model": model,
             "messages": list(request.messages),
             "tools": list(request.tools),
             "temperature": options.temperature,
@@ -121,25 +125,27 @@ class OpenAIConversation:
         started = time.perf_counter()
         sent_before = speech.sent if speech is not None else ""
         try:
-            # asyncio.timeout bounds the whole attempt, connect and body included.
-            async with asyncio.timeout(time_left_s):
-                if speech is None:
-                    completion = await self._client.post(
-                        "/chat/completions",
-                        body=body,
-                        cast_to=ChatCompletion,
-                        options={"timeout": time_left_s},
-                    )
-                else:
-                    stream = await self._client.post(
-                        "/chat/completions",
-                        body={**body, "stream": True},
-                        cast_to=ChatCompletion,
-                        options={"timeout": time_left_s},
-                        stream=True,
-                        stream_cls=AsyncStream[ChatCompletionChunk],
-                    )
-                    completion = await read_streamed_completion(stream, speech)
+            with chat_span(model, self._client, options.temperature, options.max_tokens) as current:
+                # asyncio.timeout bounds the whole attempt, connect and body included.
+                async with asyncio.timeout(time_left_s):
+                    if speech is None:
+                        completion = await self._client.post(
+                            "/chat/completions",
+                            body=body,
+                            cast_to=ChatCompletion,
+                            options={"timeout": time_left_s},
+                        )
+                    else:
+                        stream = await self._client.post(
+                            "/chat/completions",
+                            body={**body, "stream": True},
+                            cast_to=ChatCompletion,
+                            options={"timeout": time_left_s},
+                            stream=True,
+                            stream_cls=AsyncStream[ChatCompletionChunk],
+                        )
+                        completion = await read_streamed_completion(stream, speech)
+                record_completion(current, completion)
         except Exception as exc:
             if speech is not None and speech.sent != sent_before:
                 LLM_ERRORS.labels(type(exc).__name__).inc()
@@ -153,6 +159,38 @@ class OpenAIConversation:
             raise
         LLM_SECONDS.labels("ok").observe(time.perf_counter() - started)
         return completion
+
+
+def chat_span(
+    model: str, client: openai.AsyncOpenAI, temperature: float | None, max_tokens: int | None
+) -> AbstractContextManager[Span | None]:
+    """The CLIENT span of one chat request, after OpenTelemetry's GenAI
+    conventions. By hand: opentelemetry-instrumentation-openai-v2 wraps
+    `chat.completions.create`, which dialog does not call (see `_complete`)."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": model,
+        "server.address": client.base_url.host,
+    }
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    return span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def record_completion(current: Span | None, completion: ChatCompletion) -> None:
+    """What the model answered, on its span: model, id, finish reasons, tokens."""
+    if current is None:
+        return
+    current.set_attribute("gen_ai.response.model", completion.model or "")
+    current.set_attribute("gen_ai.response.id", completion.id or "")
+    reasons = [choice.finish_reason for choice in completion.choices if choice.finish_reason]
+    current.set_attribute("gen_ai.response.finish_reasons", reasons)
+    if completion.usage is not None:
+        current.set_attribute("gen_ai.usage.input_tokens", completion.usage.prompt_tokens)
+        current.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
 
 
 def to_answer(completion: ChatCompletion) -> ModelAnswer:
@@ -182,13 +220,15 @@ class OpenAISummaries:
         self._model = settings.llm_model
 
     async def summarize(self, messages: list[dict[str, str]], timeout_s: float) -> tuple[str, str]:
-        async with asyncio.timeout(timeout_s):
-            completion = await self._client.post(
-                "/chat/completions",
-                body={"model": self._model, "messages": messages, "max_tokens": 200},
-                cast_to=ChatCompletion,
-                options={"timeout": timeout_s},
-            )
+        with chat_span(self._model, self._client, None, 200) as current:
+            async with asyncio.timeout(timeout_s):
+                completion = await self._client.post(
+                    "/chat/completions",
+                    body={"model": self._model, "messages": messages, "max_tokens": 200},
+                    cast_to=ChatCompletion,
+                    options={"timeout": timeout_s},
+                )
+            record_completion(current, completion)
         text = well_formed_text(completion.choices[0].message.content or "").strip()
         if not text:
             raise ModelUnavailable("the summary model answered with no text")

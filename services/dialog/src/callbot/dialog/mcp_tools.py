@@ -19,9 +19,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from opentelemetry.trace import StatusCode
+
 from callbot.common.agents import Agent
 from callbot.common.mcp_client import McpClient, McpRefused, McpUnavailable, ServerTools
 from callbot.common.mcp_servers import McpServer, ToolCallRecord, ToolOutcome, usable_servers
+from callbot.common.tracing import span
 from callbot.dialog.domain.tool_loop import CheckedCall, OfferedTool, record
 from callbot.dialog.metrics import MCP_TOOL_CALLS, MCP_TOOL_LISTINGS, MCP_TOOL_SECONDS
 from callbot.dialog.ttl_cache import TtlLruCache
@@ -127,6 +130,23 @@ class ToolRunner:
         self._toolbox = toolbox
 
     async def run(self, agent: Agent, call: CheckedCall, timeout_s: float) -> ToolCallRecord:
+        server, tool = call.offered.server, call.offered.tool
+        # GenAI semantic conventions' tool span; the MCP SDK's client span nests in it.
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "extension",
+            "callbot.mcp.server": server.name,
+        }
+        with span(f"execute_tool {tool}", attributes=attributes) as current:
+            done = await self._run(agent, call, timeout_s)
+            if current is not None:
+                current.set_attribute("callbot.mcp.outcome", done.outcome)
+                if done.outcome != "ok":
+                    current.set_status(StatusCode.ERROR, done.outcome)
+            return done
+
+    async def _run(self, agent: Agent, call: CheckedCall, timeout_s: float) -> ToolCallRecord:
         server, tool = call.offered.server, call.offered.tool
         listing = self._toolbox.listing(agent, server)
         started = time.perf_counter()

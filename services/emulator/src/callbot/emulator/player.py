@@ -559,7 +559,7 @@ class CallPlayer:
             ),
             "RecordingStatus": "completed",
             "RecordingDuration": str(record.duration_s or 0),
-            "RecordingChannels": "1",
+            "RecordingChannels": str(record.recording_channels),
             "RecordingSource": "OutboundAPI",
             "RecordingStartTime": rfc2822(record.answered_at),
         }

@@ -2,7 +2,10 @@
 
 A recording exists once its call ended with ``Record=true``: its audio is a
 short WAV (a 440 Hz tone, as long as the call, at most ``MAX_AUDIO_S``)
-generated with the standard library, the same bytes on every fetch.
+generated with the standard library, the same bytes on every fetch. With
+``RecordingChannels=dual`` it has two channels, as Twilio's: the callee (what
+Twilio heard) on the first at 440 Hz, the agent (what Twilio played) on the
+second at 660 Hz.
 ``GET .../Recordings/{RE}.wav`` (or without extension) serves it,
 ``GET .../Recordings/{RE}.json`` describes it, ``DELETE .../Recordings/{RE}.json``
 deletes it (then every request answers 404, as at Twilio).
@@ -34,23 +37,27 @@ from callbot.emulator.switchboard import Switchboard
 SAMPLE_RATE = 8000
 MAX_AUDIO_S = 3
 _TONE_HZ = 440.0
+_AGENT_TONE_HZ = 660.0
 
 Authenticate = Callable[[Request, str], None]
 
 
-def tone_wav(seconds: int) -> bytes:
-    """A mono 16-bit 8 kHz WAV of a 440 Hz tone: what a call recording sounds like here."""
+def tone_wav(seconds: int, *, channels: int = 1) -> bytes:
+    """A 16-bit 8 kHz WAV of a tone per channel (440 Hz, then 660 Hz): what a
+    call recording sounds like here. Samples of the channels are interleaved."""
     frames = SAMPLE_RATE * seconds
-    samples = (
-        int(8000 * math.sin(2 * math.pi * _TONE_HZ * index / SAMPLE_RATE))
+    tones = (_TONE_HZ, _AGENT_TONE_HZ)[:channels]
+    samples = [
+        int(8000 * math.sin(2 * math.pi * tone * index / SAMPLE_RATE))
         for index in range(frames)
-    )
+        for tone in tones
+    ]
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as audio:
-        audio.setnchannels(1)
+        audio.setnchannels(channels)
         audio.setsampwidth(2)
         audio.setframerate(SAMPLE_RATE)
-        audio.writeframes(struct.pack(f"<{frames}h", *samples))
+        audio.writeframes(struct.pack(f"<{len(samples)}h", *samples))
     return buffer.getvalue()
 
 
@@ -82,7 +89,8 @@ class RecordingLibrary:
         )
 
     def audio(self, call: CallRecord) -> bytes:
-        return tone_wav(min(max(call.duration_s or 1, 1), MAX_AUDIO_S))
+        seconds = min(max(call.duration_s or 1, 1), MAX_AUDIO_S)
+        return tone_wav(seconds, channels=call.recording_channels)
 
     def listing(self) -> list[dict[str, Any]]:
         return [

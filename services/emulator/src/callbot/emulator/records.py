@@ -100,6 +100,11 @@ class CallRecord(BaseModel):
     # True once every callback, the recording one included, has been sent.
     finished: bool = False
 
+    @property
+    def recording_channels(self) -> int:
+        """2 when the call was created with ``RecordingChannels=dual``, else 1."""
+        return 2 if self.request.get("RecordingChannels") == ["dual"] else 1
+
     def webhooks_of(self, kind: WebhookKind) -> list[WebhookRecord]:
         return [hook for hook in self.webhooks if hook.kind == kind]
 

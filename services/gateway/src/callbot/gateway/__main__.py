@@ -12,6 +12,7 @@ import uvicorn
 from callbot.common.lifecycle import check_dependencies_until_signalled, run_or_exit
 from callbot.common.logs import configure_logging
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import configure_tracing
 from callbot.gateway.resources import GatewayMisconfigured, check_settings, wait_for_dependencies
 
 log = logging.getLogger("callbot.common.lifecycle")
@@ -47,6 +48,7 @@ def graceful_shutdown_s(settings: Settings) -> int:
 def main() -> None:
     settings = load_settings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway", settings)
     try:
         check_settings(settings)
     except GatewayMisconfigured as exc:

@@ -131,6 +131,21 @@ async def store_agent(
                 for error in exc.errors(include_url=False, include_input=False)
             ]
         ) from None
+    ceiling = resources.settings.retention_days
+    if ceiling and agent.retention_days is not None and agent.retention_days > ceiling:
+        # The recordings bucket's lifecycle rule expires every recording after
+        # RETENTION_DAYS: a longer agent retention would keep its documents only.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("body", "retention_days"),
+                    "msg": f"retention_days {agent.retention_days} is longer than this "
+                    f"deployment keeps recordings (RETENTION_DAYS={ceiling}): give at most "
+                    f"{ceiling}, or raise RETENTION_DAYS",
+                }
+            ]
+        )
     mcp_problems = await mcp_errors(definition.mcp, resources.mcp)
     if mcp_problems:
         raise RequestValidationError(mcp_problems)

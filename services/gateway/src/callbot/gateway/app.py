@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 
 from callbot.common.settings import Settings, load_settings
+from callbot.common.tracing import instrument_app
 from callbot.gateway import (
     agents_api,
     calls_api,
     campaigns_api,
+    erasure_api,
     health,
     recordings_api,
     relay_socket,
@@ -71,10 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         campaigns_api,
         results_api,
         recordings_api,
+        erasure_api,
         relay_socket,
     ):
         app.include_router(module.router)
     install_console(app)
+    instrument_app(app)  # the webhook's server span, when tracing is on
     return app
 
 

@@ -103,6 +103,7 @@ class CallPlacer:
         claims: CallClaims,
         urls: CallbackUrls,
         default_from: str,
+        default_retention_days: int = 0,
         duplicate_wait_s: float = DUPLICATE_WAIT_S,
     ) -> None:
         self._documents = documents
@@ -111,6 +112,7 @@ class CallPlacer:
         self._claims = claims
         self._urls = urls
         self._default_from = default_from
+        self._default_retention_days = default_retention_days
         self._duplicate_wait_s = duplicate_wait_s
 
     async def place(
@@ -161,6 +163,8 @@ class CallPlacer:
                     variables=request.variables,
                     status=placed.status,
                     override_opt_out=request.override_opt_out,
+                    # The agent's, else the deployment's (0: kept until deleted).
+                    retention_days=agent.retention_days or self._default_retention_days or None,
                 ),
                 timeout_s=10.0,
                 consequence="the call was placed at Twilio anyway; "

@@ -38,3 +38,9 @@ RECORDINGS_RECONCILED = Counter(
     "callbot_gateway_recordings_reconciled_total",
     "Recordings Twilio listed for a reconciled call that callbot had not stored, published.",
 )
+ORPHAN_CALLBACKS = Counter(
+    "callbot_gateway_orphan_callbacks_total",
+    "Twilio callbacks for a call callbot never placed (no call.created stored), answered "
+    "harmlessly and not stored, by callback: answer, speech, amd, status, recording.",
+    ["callback"],
+)

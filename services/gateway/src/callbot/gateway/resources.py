@@ -36,6 +36,7 @@ from callbot.gateway.dialog_rpc import DialogRpc
 from callbot.gateway.domain.callback_urls import CallbackUrls
 from callbot.gateway.domain.outbound_call import e164_number
 from callbot.gateway.idempotency_claims import PersistenceCallClaims
+from callbot.gateway.placed_calls import PlacedCalls
 from callbot.gateway.result_documents import StoredResults
 from callbot.gateway.stored_documents import DocumentReader, StoredDocuments
 from callbot.gateway.twilio_rest import TwilioCalls
@@ -107,6 +108,8 @@ class GatewayResources:
     mongo: AsyncMongoClient[Document]
     # What the reconciler reads: the quietest non-final calls, and agents.
     calls: StoredDocuments
+    # Whether a callback's call is callbot's (an orphan's is not stored).
+    placed_calls: PlacedCalls
 
     @property
     def call_placer(self) -> CallPlacer:
@@ -118,6 +121,7 @@ class GatewayResources:
             claims=self.claims,
             urls=self.urls,
             default_from=self.settings.twilio_from_number,
+            default_retention_days=self.settings.retention_days,
         )
 
 
@@ -174,6 +178,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
             calls=stored,
+            placed_calls=PlacedCalls(stored, wait_s=settings.orphan_wait_ms / 1000),
         )
     finally:
         await objects.close()

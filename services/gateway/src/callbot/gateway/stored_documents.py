@@ -39,6 +39,13 @@ class StoredDocuments:
         document = await self._calls.find_one({"_id": call_id})
         return None if document is None else CallDocument.model_validate(document)
 
+    async def call_placed(self, call_id: str) -> bool:
+        """The call's `call.created` is stored (its document has an `agent_id`)."""
+        found = await self._calls.find_one(
+            {"_id": call_id, "agent_id": {"$type": "string"}}, projection={"_id": True}
+        )
+        return found is not None
+
     async def quiet_non_final_calls(
         self, statuses: Sequence[str], *, quiet_since: datetime, limit: int
     ) -> list[CallDocument]:

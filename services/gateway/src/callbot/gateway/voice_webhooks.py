@@ -1,6 +1,11 @@
 """Twilio's voice webhooks: the answered call, each utterance, and the
 asynchronous answering-machine result. Every one answers Twilio with valid
-TwiML within the dialog deadline, whatever dialog does."""
+TwiML within the dialog deadline, whatever dialog does.
+
+When dialog misses the deadline the callee hears gateway's fallback line, and
+`call.fallback` tells persistence so (`domain.fallback`). A webhook for a call
+callbot never placed is an orphan (`placed_calls`): TwiML that hangs up, and
+nothing asked of dialog or published."""
 
 from __future__ import annotations
 
@@ -8,9 +13,18 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, HTTPException, Response, status
+from starlette.background import BackgroundTask
 
 from callbot.common.calls import is_machine
-from callbot.common.contracts import CallAnswered, DialogReply, DialogStart, DialogTurn
+from callbot.common.contracts import (
+    CallAnswered,
+    CallAnsweredBy,
+    CallFallbackSpoken,
+    DialogReply,
+    DialogStart,
+    DialogTurn,
+    utcnow,
+)
 from callbot.common.logs import log_context
 from callbot.common.transport import ConversationRelayTransport
 from callbot.gateway.deps import Resources, Webhook
@@ -19,10 +33,17 @@ from callbot.gateway.domain.callback_urls import (
     ANSWER_PATH,
     PROCESS_SPEECH_PATH,
 )
-from callbot.gateway.domain.fallback import greeting_fallback, turn_fallback, voicemail_fallback
+from callbot.gateway.domain.fallback import (
+    greeting_fallback,
+    greeting_fallback_spoken,
+    turn_fallback,
+    turn_fallback_spoken,
+    voicemail_fallback,
+)
 from callbot.gateway.domain.relay import relay_socket_url, render_relay_twiml
-from callbot.gateway.domain.twiml import render_reply_twiml
+from callbot.gateway.domain.twiml import render_hangup_twiml, render_reply_twiml
 from callbot.gateway.domain.webhook_form import optional_float, required_field
+from callbot.gateway.placed_calls import record_orphan
 from callbot.gateway.publishing import publish_best_effort, publish_or_503
 from callbot.gateway.resources import GatewayResources
 from callbot.gateway.twilio_rest import TwilioApiError, TwilioUnreachable
@@ -32,6 +53,11 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
+# What the callee heard instead of dialog's reply is published once the TwiML
+# is sent (the callee never waits on it), and for long enough to outlast a
+# broker restart: dialog often misses the deadline because the broker is away.
+FALLBACK_PUBLISH_TIMEOUT_S = 30.0
+
 
 @router.post(ANSWER_PATH, response_class=TwimlResponse)
 async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
@@ -40,6 +66,8 @@ async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
     call_sid = required_field(webhook.fields, "CallSid")
     answered_by = webhook.fields.get("AnsweredBy") or None
     with log_context(call_id=call_id, call_sid=call_sid):
+        if not await resources.placed_calls.placed(call_id):
+            return _orphan_hangup(call_id, "answer", ANSWER_PATH)
         start = DialogStart(
             call_id=call_id,
             agent_id=agent_id,
@@ -58,13 +86,13 @@ async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
                 consequence="the call goes on; its answer time is missing from the document",
             ),
         )
-        if reply is None:
-            reply = (
-                voicemail_fallback(call_id)
-                if is_machine(answered_by)
-                else greeting_fallback(call_id)
-            )
-        return _twiml(call_id, reply, resources)
+        if reply is not None:
+            return _twiml(call_id, reply, resources)
+        if is_machine(answered_by):
+            return _twiml(call_id, voicemail_fallback(call_id), resources)
+        return _fallback_twiml(
+            greeting_fallback(call_id), greeting_fallback_spoken(call_id, utcnow()), resources
+        )
 
 
 @router.post(PROCESS_SPEECH_PATH, response_class=TwimlResponse)
@@ -77,9 +105,17 @@ async def process_speech(webhook: Webhook, resources: Resources) -> TwimlRespons
             seq=seq,
             speech=webhook.fields.get("SpeechResult", ""),
             confidence=optional_float(webhook.fields, "Confidence"),
+            after_fallback=webhook.query.get("after") == "fallback",
         )
-        reply = await resources.dialog.ask(turn) or turn_fallback(call_id, seq)
-        return _twiml(call_id, reply, resources)
+        reply = await resources.dialog.ask(turn)
+        if reply is not None:
+            return _twiml(call_id, reply, resources)
+        # dialog answers a call it knows; without its answer, ask MongoDB.
+        if not await resources.placed_calls.placed(call_id):
+            return _orphan_hangup(call_id, "speech", PROCESS_SPEECH_PATH)
+        return _fallback_twiml(
+            turn_fallback(call_id, seq), turn_fallback_spoken(turn, utcnow()), resources
+        )
 
 
 @router.post(AMD_STATUS_PATH, status_code=status.HTTP_204_NO_CONTENT)
@@ -89,12 +125,17 @@ async def machine_detection_result(webhook: Webhook, resources: Resources) -> Re
     call_sid = required_field(webhook.fields, "CallSid")
     answered_by = webhook.fields.get("AnsweredBy") or None
     with log_context(call_id=call_id, call_sid=call_sid, answered_by=answered_by):
+        if not await resources.placed_calls.placed(call_id):
+            record_orphan(call_id, "amd", AMD_STATUS_PATH)
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
         if is_machine(answered_by):
             await _leave_voicemail(resources, call_id, agent_id, call_sid, answered_by)
-        await publish_or_503(
-            resources.publisher,
-            CallAnswered(call_id=call_id, call_sid=call_sid, answered_by=answered_by),
-        )
+        if answered_by is not None:
+            # call.answered went out with the answer webhook: this is who answered.
+            await publish_or_503(
+                resources.publisher,
+                CallAnsweredBy(call_id=call_id, call_sid=call_sid, answered_by=answered_by),
+            )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -117,6 +158,29 @@ async def _leave_voicemail(
         )
     else:
         log.info("machine answered: call redirected to the voicemail message")
+
+
+def _fallback_twiml(
+    reply: DialogReply, spoken: CallFallbackSpoken, resources: GatewayResources
+) -> TwimlResponse:
+    """The fallback reply, listening after it with `after=fallback`; `call.fallback`
+    is published once the answer is sent (Starlette runs the background task)."""
+    action = resources.urls.process_speech(reply.call_id, reply.next_seq, after_fallback=True)
+    publish = BackgroundTask(
+        publish_best_effort,
+        resources.publisher,
+        spoken,
+        timeout_s=FALLBACK_PUBLISH_TIMEOUT_S,
+        consequence="the stored transcript lacks the fallback line the callee heard",
+    )
+    return TwimlResponse(render_reply_twiml(reply, action), background=publish)
+
+
+def _orphan_hangup(call_id: str, kind: str, path: str) -> TwimlResponse:
+    record_orphan(call_id, kind, path)
+    return TwimlResponse(
+        render_hangup_twiml(DialogReply(call_id=call_id, say="", action="hangup", next_seq=1))
+    )
 
 
 def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:

@@ -19,24 +19,15 @@ at once for 401/403) is dead-lettered with the reason; nothing is deleted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from typing import TypeVar
 
 from callbot.common.contracts import (
     AnyEvent,
     CallRecordingArchived,
     CallRecordingUpdated,
-    Event,
     utcnow,
 )
 from callbot.common.object_storage import (
@@ -52,32 +43,15 @@ from callbot.media.domain.archive import (
     recording_location,
     wants_archive,
 )
+from callbot.media.ports import DeadLetters, EventSink, RecordingSource, WhileStorageAway
+from callbot.media.retries import with_backoff
+from callbot.media.transcribing import TranscriptionPorts, transcribe_recording
 from callbot.media.twilio_recordings import RecordingFetchFailed
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_DOWNLOAD_BACKOFF_S = 30.0
-
-
-class RecordingSource(Protocol):
-    async def download(self, recording_sid: str) -> bytes: ...
-
-    async def delete(self, recording_sid: str) -> None: ...
-
-
-class EventSink(Protocol):
-    async def publish(self, event: Event) -> None: ...
-
-
-class DeadLetters(Protocol):
-    async def dead_letter(self, event: Event, reason: str) -> None: ...
-
-
-class WhileStorageAway(Protocol):
-    """Runs an object-storage operation until storage answers (`RetryWhileStorageAway`)."""
-
-    async def __call__(self, operation: Callable[[], Awaitable[T]]) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -99,9 +73,14 @@ class MediaPorts:
     clock: Callable[[], datetime] = utcnow
 
 
-async def handle_event(event: AnyEvent, ports: MediaPorts) -> None:
+async def handle_event(
+    event: AnyEvent, ports: MediaPorts, transcription: TranscriptionPorts | None = None
+) -> None:
+    """Archive a finished recording; transcribe an archived one (when configured)."""
     if isinstance(event, CallRecordingUpdated) and wants_archive(event):
         await archive_recording(event, ports)
+    elif isinstance(event, CallRecordingArchived) and transcription is not None:
+        await transcribe_recording(event, transcription)
 
 
 async def archive_recording(event: CallRecordingUpdated, ports: MediaPorts) -> None:
@@ -155,31 +134,17 @@ async def _intact_copy(store: ObjectStore, location: ObjectLocation) -> StoredOb
 
 async def _download(ports: MediaPorts, sid: str) -> bytes:
     policy = ports.policy
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(
-            lambda exc: isinstance(exc, RecordingFetchFailed) and exc.retryable
-        ),
-        stop=stop_after_attempt(policy.download_attempts),
-        wait=wait_exponential(multiplier=policy.first_backoff_s, max=MAX_DOWNLOAD_BACKOFF_S),
-        before_sleep=_log_download_retry,
-        reraise=True,
+    retrying = with_backoff(
+        retryable=lambda exc: isinstance(exc, RecordingFetchFailed) and exc.retryable,
+        attempts=policy.download_attempts,
+        first_backoff_s=policy.first_backoff_s,
+        max_backoff_s=MAX_DOWNLOAD_BACKOFF_S,
+        what="recording download",
     )
     async for attempt in retrying:
         with attempt:
             return await ports.twilio.download(sid)
     raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-def _log_download_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "recording download failed; retrying",
-        extra={
-            "attempt": state.attempt_number,
-            "retry_in_s": round(state.upcoming_sleep, 2),
-            "error": str(error),
-        },
-    )
 
 
 async def _delete_at_twilio(ports: MediaPorts, sid: str) -> bool:

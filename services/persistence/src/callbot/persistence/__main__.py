@@ -6,6 +6,7 @@ from callbot.common.lifecycle import run_service
 from callbot.common.logs import configure_logging
 from callbot.common.metrics import serve_metrics
 from callbot.common.settings import load_settings
+from callbot.common.tracing import configure_tracing
 from callbot.persistence.handlers import StoredHook
 from callbot.persistence.service import PersistenceService
 
@@ -15,6 +16,7 @@ def main(on_stored: StoredHook | None = None) -> None:
     (bench/_persistence_lag.py measures write lag with it)."""
     settings = load_settings()
     configure_logging("persistence", settings.log_level)
+    configure_tracing("persistence", settings)
     serve_metrics(settings.metrics_port)
     run_service(PersistenceService(settings, on_stored=on_stored))
 

@@ -1,7 +1,8 @@
 """The persistence service: the one place that wires adapters to handlers.
 
-start: MongoDB client and indexes, RabbitMQ connection and topology, the
-call-event consumer, the agent-save RPC server, the completion sweeper.
+start: MongoDB client and indexes, the object-storage client (it only ever
+erases), RabbitMQ connection and topology, the call-event consumer, the RPC
+server (agents, idempotency claims, erasure), the completion and retention sweepers.
 stop: stop taking messages, give up waiting for MongoDB (messages in hand are
 requeued), let in-flight handlers finish, cancel background tasks, close.
 """
@@ -26,6 +27,8 @@ from callbot.common.contracts import (
     CallClaimRelease,
     CallClaimReleased,
     PersistenceRequest,
+    RecipientErase,
+    RecipientErased,
 )
 from callbot.common.messaging import (
     Deadline,
@@ -39,6 +42,7 @@ from callbot.common.messaging import (
 )
 from callbot.common.mongo import (
     AGENTS,
+    AUDIT,
     CALL_CLAIMS,
     CALLS,
     RECIPIENTS,
@@ -46,10 +50,17 @@ from callbot.common.mongo import (
     callbot_database,
     create_mongo_client,
 )
+from callbot.common.object_storage import S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.common.startup import wait_for_mongodb
 from callbot.persistence.call_claims import MongoCallClaims, claim_call, release_call_claim
 from callbot.persistence.completion import CallCompletionPublisher
+from callbot.persistence.erasure import (
+    CallEraser,
+    RetentionSweeper,
+    erase_recipient,
+    expiry_index,
+)
 from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
 from callbot.persistence.recipient_store import MongoRecipientStore, RecipientStore
 from callbot.persistence.store import (
@@ -91,6 +102,8 @@ class PersistenceService:
         self._rpc: RpcServer[PersistenceRequest] | None = None
         self._completions: CallCompletionPublisher | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self._objects: S3ObjectStore | None = None
 
     async def start(self) -> None:
         settings = self._settings
@@ -102,6 +115,10 @@ class PersistenceService:
         recipients = MongoRecipientStore(database[RECIPIENTS])
         claims = MongoCallClaims(database[CALL_CLAIMS])
         await _create_indexes(calls, recipients, claims)
+        await database[CALLS].create_indexes([expiry_index(settings.retention_ttl_grace_days)])
+        self._objects = S3ObjectStore(settings.s3_config())
+        await self._objects.open()
+        eraser = CallEraser(database[CALLS], self._objects)
 
         self._connection = await connect(settings, f"persistence-{os.getpid()}")
         topology = Topology(settings.rabbitmq_namespace, settings.rabbitmq_delivery_limit)
@@ -137,7 +154,15 @@ class PersistenceService:
 
         async def serve_request(
             request: PersistenceRequest, _deadline: Deadline
-        ) -> AgentSaved | CallClaimed | CallClaimReleased:
+        ) -> AgentSaved | CallClaimed | CallClaimReleased | RecipientErased:
+            if isinstance(request, RecipientErase):
+                return await erase_recipient(
+                    request,
+                    calls=database[CALLS],
+                    recipients=database[RECIPIENTS],
+                    audit=database[AUDIT],
+                    eraser=eraser,
+                )
             if isinstance(request, CallClaim):
                 return await claim_call(request, claims=claims)
             if isinstance(request, CallClaimRelease):
@@ -161,6 +186,10 @@ class PersistenceService:
         self._sweeper = asyncio.create_task(
             completions.run_sweeper(settings.completed_sweep_interval_s), name="completed-sweeper"
         )
+        self._retention = asyncio.create_task(
+            RetentionSweeper(database[CALLS], eraser).run(settings.retention_sweep_interval_s),
+            name="retention-sweeper",
+        )
         log.info(
             "persistence consuming",
             extra={
@@ -177,13 +206,16 @@ class PersistenceService:
             await self._consumer.stop()
         if self._rpc is not None:
             await self._rpc.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._completions is not None:
             await self._completions.close()
         if self._connection is not None:
             await self._connection.close()
+        if self._objects is not None:
+            await self._objects.close()
         if self._mongo is not None:
             await self._mongo.close()
 

@@ -22,13 +22,17 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from callbot.common.agents import Agent
-from callbot.common.calls import MACHINE_ANSWERS, TERMINAL_STATUSES, CallDocument
+from callbot.common.calls import MACHINE_ANSWERS, TERMINAL_STATUSES, CallDocument, Turn
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallFallbackSpoken,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -40,7 +44,9 @@ from callbot.common.mongo import Document
 from callbot.persistence.domain.projection import (
     apply_event,
     blank_call,
+    expiry,
     status_changes,
+    transcription_failure,
 )
 from callbot.persistence.domain.status import (
     FINAL_RECORDING_STATUSES,
@@ -204,6 +210,15 @@ _VOICEMAIL_WHEN_MACHINE = ConditionalUpdate(
     update={"$set": {"ended_by": "voicemail"}},
 )
 
+# settle_ended_by: a finalized call nobody explained gets the ending its status implies.
+_INFERRED_ENDING = {
+    status: ConditionalUpdate(
+        {"status": status, "ended_by": None, **_UNCLAIMED},
+        {"$set": {"ended_by": ended_by_for_terminal_status(parse_call_status(status))}},
+    )
+    for status in TERMINAL_STATUSES
+}
+
 
 @singledispatch
 def mongo_updates(event: CallEvent) -> list[ConditionalUpdate]:
@@ -225,6 +240,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "variables": event.variables,
         "override_opt_out": event.override_opt_out,
         "created_at": event.occurred_at,
+        "expires_at": expiry(event),
     }
     return [
         ConditionalUpdate({}, {"$set": creation}, upsert=True),
@@ -243,6 +259,15 @@ def _answered(event: CallAnswered) -> list[ConditionalUpdate]:
 
 
 @mongo_updates.register
+def _answered_by(event: CallAnsweredBy) -> list[ConditionalUpdate]:
+    return [
+        ConditionalUpdate({}, {"$set": {"call_sid": event.call_sid}}, upsert=True),
+        ConditionalUpdate({"answered_by": None}, {"$set": {"answered_by": event.answered_by}}),
+        _VOICEMAIL_WHEN_MACHINE,
+    ]
+
+
+@mongo_updates.register
 def _interrupted(event: CallTurnInterrupted) -> list[ConditionalUpdate]:
     # Replace the line stored at that seq (unless already interrupted), else push it.
     heard = event.turn
@@ -251,26 +276,23 @@ def _interrupted(event: CallTurnInterrupted) -> list[ConditionalUpdate]:
         {"turns": {"$elemMatch": {"seq": heard.seq, "interrupted": {"$ne": True}}}},
         {"$set": {"turns.$": stored}},
     )
-    push = ConditionalUpdate(
-        {"turns.seq": {"$ne": heard.seq}},
-        {"$push": {"turns": {"$each": [stored], "$sort": {"seq": 1}}}},
+    return [replace, _push_once(heard)]
+
+
+def _push_once(turn: Turn) -> ConditionalUpdate:
+    """Add the turn unless its seq is stored: a turn stored by an earlier
+    exchange (a redelivered request answered anew) is not pushed twice."""
+    return ConditionalUpdate(
+        {"turns.seq": {"$ne": turn.seq}},
+        {"$push": {"turns": {"$each": [turn.model_dump(mode="python")], "$sort": {"seq": 1}}}},
         upsert=True,
     )
-    return [replace, push]
 
 
 @mongo_updates.register
 def _turn(event: CallTurnRecorded) -> list[ConditionalUpdate]:
-    # One push per turn, each conditional on its own seq: a turn stored by an
-    # earlier exchange (a redelivered request answered anew) is not pushed twice.
-    pushes = [
-        ConditionalUpdate(
-            {"turns.seq": {"$ne": turn.seq}},
-            {"$push": {"turns": {"$each": [turn.model_dump(mode="python")], "$sort": {"seq": 1}}}},
-            upsert=True,
-        )
-        for turn in event.turns
-    ]
+    # One push per turn, each conditional on its own seq.
+    pushes = [_push_once(turn) for turn in event.turns]
     # Only the newest exchange's data counts; a separate update (not folded into
     # the pushes) so a redelivery after a crash between them still sets it.
     data = ConditionalUpdate(
@@ -281,10 +303,35 @@ def _turn(event: CallTurnRecorded) -> list[ConditionalUpdate]:
 
 
 @mongo_updates.register
+def _fallback(event: CallFallbackSpoken) -> list[ConditionalUpdate]:
+    line = event.line
+    void_ending = {"ended_by": None, "ending_reason": None, "callback_request": None}
+    return [
+        *(_push_once(heard) for heard in event.turns[:-1]),
+        # dialog's late reply at the line's seq gives way to the line.
+        ConditionalUpdate(
+            {}, {"$pull": {"turns": {"seq": line.seq, "fallback": {"$ne": True}}}}, upsert=True
+        ),
+        _push_once(line),
+        ConditionalUpdate(
+            {"ending_seq": line.seq, **_UNCLAIMED}, {"$set": {**void_ending, "ending_seq": None}}
+        ),
+        # settle_ended_by, for a finalized call whose ending was just voided.
+        _VOICEMAIL_WHEN_MACHINE,
+        *(_INFERRED_ENDING[status] for status in sorted(TERMINAL_STATUSES)),
+    ]
+
+
+@mongo_updates.register
 def _ending(event: CallEnding) -> list[ConditionalUpdate]:
-    # ending_applies: nothing stored yet, or the unclaimed callee_hangup guess.
-    condition = {"$or": [{"ended_by": None}, {"ended_by": INFERRED_HANGUP, **_UNCLAIMED}]}
-    update: dict[str, Any] = {"$set": {"ended_by": event.ended_by, "ending_reason": event.reason}}
+    # ending_applies: nothing stored yet, or the unclaimed callee_hangup guess;
+    # and never for a closing line the callee did not hear (a fallback holds its seq).
+    condition: Document = {"$or": [{"ended_by": None}, {"ended_by": INFERRED_HANGUP, **_UNCLAIMED}]}
+    if event.seq is not None:
+        condition["turns"] = {"$not": {"$elemMatch": {"seq": event.seq, "fallback": True}}}
+    update: dict[str, Any] = {
+        "$set": {"ended_by": event.ended_by, "ending_reason": event.reason, "ending_seq": event.seq}
+    }
     if event.callback_request is not None:
         update["$set"]["callback_request"] = event.callback_request.model_dump(mode="json")
     return [ConditionalUpdate(condition, update, upsert=True)]
@@ -306,12 +353,7 @@ def _status(event: CallStatusChanged) -> list[ConditionalUpdate]:
         )
     updates.append(_VOICEMAIL_WHEN_MACHINE)
     if is_terminal(status):
-        updates.append(
-            ConditionalUpdate(
-                {"status": status, "ended_by": None, **_UNCLAIMED},
-                {"$set": {"ended_by": ended_by_for_terminal_status(status)}},
-            )
-        )
+        updates.append(_INFERRED_ENDING[status])
     return updates
 
 
@@ -367,6 +409,36 @@ def _recording_archived(event: CallRecordingArchived) -> list[ConditionalUpdate]
         "recording.archive": event.archive.model_dump(mode="python"),
     }
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+
+
+@mongo_updates.register
+def _transcribed(event: CallRecordingTranscribed) -> list[ConditionalUpdate]:
+    # Never an upsert: a transcript does not bring an erased call back.
+    at = event.transcript.transcribed_at
+    condition = {
+        "$or": [
+            {"recording_transcript": None},
+            {"recording_transcript.transcribed_at": {"$lt": at}},
+        ]
+    }
+    fields: Document = {
+        "recording_transcript": event.transcript.model_dump(mode="python"),
+        "recording_transcript_failure": None,
+    }
+    if event.data_review is not None:
+        fields["data_review"] = [item.model_dump(mode="python") for item in event.data_review]
+    return [ConditionalUpdate(condition, {"$set": fields})]
+
+
+@mongo_updates.register
+def _transcription_failed(event: CallRecordingTranscriptionFailed) -> list[ConditionalUpdate]:
+    failure = transcription_failure(event).model_dump(mode="python")
+    return [
+        ConditionalUpdate(
+            {"recording_transcript": None},
+            {"$set": {"recording_transcript_failure": failure}},
+        )
+    ]
 
 
 def _published_or_fresh_claim_excluded(stale_before: datetime) -> Document:

@@ -1,10 +1,11 @@
 """Robust RabbitMQ connections that come back by themselves after the broker
 restarts or drops them, to any node of a cluster (`RABBITMQ_URL` naming several).
 
-aio-pika connects to one URL. `ClusterConnection` makes each of its
-(re)connection attempts go to the next node, so a robust connection whose node
+aio-pika connects to one URL. `ClusterConnection` moves on to the next node
+after each failed (re)connection attempt, so a robust connection whose node
 stopped comes back on another one, with its channels, queues and consumers
-(the queues are quorum queues, served by any node)."""
+(the event queues are quorum queues, served by any node; docs/deploy.md says
+what a node's loss does to the classic RPC queues)."""
 
 from __future__ import annotations
 

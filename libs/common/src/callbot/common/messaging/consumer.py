@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from callbot.common.contracts import AnyEvent, decode_event
 from callbot.common.logs import log_context
+from callbot.common.messaging.trace_context import processing
 from callbot.common.metrics import MESSAGES_CONSUMED
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,11 @@ class EventConsumer:
     async def _process(self, message: AbstractIncomingMessage) -> None:
         queue = self._queue.name
         call_id = (message.headers or {}).get("call_id")
-        with log_context(call_id=call_id, message_id=message.message_id, queue=queue):
+        call_id = call_id if isinstance(call_id, str) else None
+        with (
+            processing(message, queue=queue, call_id=call_id),
+            log_context(call_id=call_id, message_id=message.message_id, queue=queue),
+        ):
             try:
                 event = decode_event(message.body)
             except ValidationError as exc:

@@ -10,6 +10,7 @@ import aio_pika
 from aio_pika.abc import AbstractExchange
 
 from callbot.common.contracts import CallEvent, Event
+from callbot.common.messaging.trace_context import sending
 from callbot.common.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class EventPublisher:
     async def publish(self, event: Event, *, timeout_s: float = 10.0) -> None:
         """Publish and wait for the confirm, retrying across a reconnect until
         `timeout_s` has passed; then raise `PublishFailed`."""
+        call_id = event.call_id if isinstance(event, CallEvent) else None
         message = aio_pika.Message(
             event.to_json(),
             content_type="application/json",
@@ -47,11 +49,19 @@ class EventPublisher:
             type=event.type,  # type: ignore[attr-defined]  # every concrete event has one
             app_id=self._app_id,
             timestamp=event.occurred_at,
-            headers={"call_id": event.call_id} if isinstance(event, CallEvent) else {},
+            headers={"call_id": call_id} if call_id else {},
         )
         routing_key: str = event.type  # type: ignore[attr-defined]
         started = time.perf_counter()
-        deadline = started + timeout_s
+        exchange = self._exchange.name
+        with sending(message, exchange=exchange, routing_key=routing_key, call_id=call_id):
+            await self._publish_confirmed(message, routing_key, started + timeout_s, timeout_s)
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        EVENTS_PUBLISHED.labels(routing_key).inc()
+
+    async def _publish_confirmed(
+        self, message: aio_pika.Message, routing_key: str, deadline: float, timeout_s: float
+    ) -> None:
         attempt = 0
         while True:
             attempt += 1
@@ -60,11 +70,11 @@ class EventPublisher:
                 await self._exchange.publish(
                     message, routing_key=routing_key, mandatory=False, timeout=remaining
                 )
-                break
+                return
             except _RETRYABLE as exc:
                 if time.perf_counter() + 0.2 >= deadline:
                     raise PublishFailed(
-                        f"{routing_key} {event.message_id} not confirmed after {attempt} "
+                        f"{routing_key} {message.message_id} not confirmed after {attempt} "
                         f"attempts in {timeout_s:.1f}s: {exc!r}"
                     ) from exc
                 log.warning(
@@ -72,5 +82,3 @@ class EventPublisher:
                     extra={"event_type": routing_key, "attempt": attempt, "error": repr(exc)},
                 )
                 await asyncio.sleep(0.2)
-        PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        EVENTS_PUBLISHED.labels(routing_key).inc()

@@ -24,6 +24,7 @@ from callbot.common.contracts import Message, RpcFailure, new_id
 from callbot.common.logs import log_context
 from callbot.common.messaging.publisher import TRANSIENT_PUBLISH_ERRORS
 from callbot.common.messaging.topology import DEAD_LETTER_QUEUE_HEADER, DEAD_LETTER_REASON_HEADER
+from callbot.common.messaging.trace_context import processing, sending
 from callbot.common.metrics import RPC_SECONDS, RPC_SERVED
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,15 @@ class RpcClient:
         self._pending[correlation_id] = future
         started = time.perf_counter()
         outcome = "ok"
+        message = request_message(request, method, correlation_id, deadline)
+        call_id = getattr(request, "call_id", None)
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._publish(queue_name, request, method, correlation_id, deadline)
-                body = await future
+            with sending(message, exchange="", routing_key=queue_name, call_id=call_id):
+                async with asyncio.timeout(timeout_s):
+                    await self._channel.default_exchange.publish(
+                        message, routing_key=queue_name, mandatory=False
+                    )
+                    body = await future
             return adapter.validate_json(body)
         except TimeoutError as exc:
             outcome = "timeout"
@@ -120,28 +126,6 @@ class RpcClient:
             self._pending.pop(correlation_id, None)
             RPC_SECONDS.labels(method, outcome).observe(time.perf_counter() - started)
 
-    async def _publish(
-        self,
-        queue_name: str,
-        request: Message,
-        method: str,
-        correlation_id: str,
-        deadline: Deadline,
-    ) -> None:
-        message = aio_pika.Message(
-            request.to_json(),
-            content_type="application/json",
-            correlation_id=correlation_id,
-            reply_to=REPLY_TO,
-            type=method,
-            # The broker discards a request nobody took before its deadline.
-            expiration=max(deadline.remaining(), 0.001),
-            headers={DEADLINE_HEADER: int(deadline.at * 1000)},
-        )
-        await self._channel.default_exchange.publish(
-            message, routing_key=queue_name, mandatory=False
-        )
-
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._pending.get(message.correlation_id or "")
         if future is None or future.done():
@@ -151,6 +135,22 @@ class RpcClient:
             )
             return
         future.set_result(message.body)
+
+
+def request_message(
+    request: Message, method: str, correlation_id: str, deadline: Deadline
+) -> aio_pika.Message:
+    """An RPC request as sent: to direct reply-to, with its deadline."""
+    return aio_pika.Message(
+        request.to_json(),
+        content_type="application/json",
+        correlation_id=correlation_id,
+        reply_to=REPLY_TO,
+        type=method,
+        # The broker discards a request nobody took before its deadline.
+        expiration=max(deadline.remaining(), 0.001),
+        headers={DEADLINE_HEADER: int(deadline.at * 1000)},
+    )
 
 
 RpcHandler = Callable[[Req, Deadline], Awaitable[Message]]
@@ -205,6 +205,11 @@ class RpcServer(Generic[Req]):
                 self._in_flight.discard(task)
 
     async def _serve(self, message: AbstractIncomingMessage) -> None:
+        # call_id is known once the request is parsed: `log_context` puts it on the span.
+        with processing(message, queue=self._queue.name, call_id=None):
+            await self._serve_traced(message)
+
+    async def _serve_traced(self, message: AbstractIncomingMessage) -> None:
         method = message.type or "unknown"
         deadline_ms = (message.headers or {}).get(DEADLINE_HEADER)
         deadline = Deadline(

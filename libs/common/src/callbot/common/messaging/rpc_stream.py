@@ -40,7 +40,9 @@ from callbot.common.messaging.rpc import (
     RpcBadReply,
     RpcTimeout,
     RpcUnavailable,
+    request_message,
 )
+from callbot.common.messaging.trace_context import processing, sending
 from callbot.common.metrics import RPC_SECONDS, RPC_SERVED
 from callbot.common.streaming import (
     STREAM_CANCEL_ADAPTER,
@@ -185,20 +187,14 @@ class StreamingRpcClient:
         deadline = Deadline.after(timeout_s)
         frames: asyncio.Queue[bytes] = asyncio.Queue()
         self._pending[correlation_id] = frames
-        message = aio_pika.Message(
-            request.to_json(),
-            content_type="application/json",
-            correlation_id=correlation_id,
-            reply_to=REPLY_TO,
-            type=method,
-            expiration=max(deadline.remaining(), 0.001),
-            headers={DEADLINE_HEADER: int(deadline.at * 1000)},
-        )
+        message = request_message(request, method, correlation_id, deadline)
+        call_id = getattr(request, "call_id", None)
         started = time.perf_counter()
         try:
-            await self._channel.default_exchange.publish(
-                message, routing_key=queue_name, mandatory=False
-            )
+            with sending(message, exchange="", routing_key=queue_name, call_id=call_id):
+                await self._channel.default_exchange.publish(
+                    message, routing_key=queue_name, mandatory=False
+                )
         except TRANSIENT_PUBLISH_ERRORS as exc:
             self.forget(correlation_id)
             RPC_SECONDS.labels(method, "unavailable").observe(time.perf_counter() - started)
@@ -309,6 +305,10 @@ class StreamingRpcServer(Generic[Req]):
                 self._in_flight.discard(task)
 
     async def _serve(self, message: AbstractIncomingMessage) -> None:
+        with processing(message, queue=self._queue.name, call_id=None):
+            await self._serve_traced(message)
+
+    async def _serve_traced(self, message: AbstractIncomingMessage) -> None:
         method = message.type or "unknown"
         correlation_id = message.correlation_id or ""
         deadline_ms = (message.headers or {}).get(DEADLINE_HEADER)

@@ -18,16 +18,20 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.created",
     "call.answered",
+    "call.answered_by",
     "call.turn",
+    "call.fallback",
     "call.turn_interrupted",
     "call.ending",
     "call.status",
     "call.recording",
     "call.summarized",
     "call.recording_archived",
+    "call.recording_transcribed",
+    "call.recording_transcription_failed",
 )
-# The media worker archives every finished recording.
-MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording",)
+# The media worker archives every finished recording, then transcribes the archive.
+MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording", "call.recording_archived")
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status", "call.turn_interrupted")
 CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
 

@@ -19,6 +19,8 @@ from bson.int64 import Int64
 from mongomock.filtering import filter_applies as _untyped_filter_applies
 from pymongo import ReturnDocument
 
+from callbot.testkit.mongo_standin import unique_index
+
 Document = dict[str, Any]
 
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
@@ -53,6 +55,9 @@ class Engine:
     _cursors: dict[int, _OpenCursor] = field(default_factory=dict)
     _cursor_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _connection_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        unique_index.install()
 
     def execute(self, command: Document) -> Document:
         name = next(iter(command), "")

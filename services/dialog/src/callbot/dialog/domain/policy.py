@@ -48,13 +48,6 @@ def leave_voicemail(session: Session, now: datetime) -> Exchange:
     return _exchange(session, (turn,), session.data_collected, ending)
 
 
-def user_turn(seq: int, speech: str, confidence: float | None, now: datetime) -> Turn:
-    text = speech.strip()
-    return Turn(
-        seq=seq, role="user", content=text, at=now, no_input=not text, confidence=confidence
-    )
-
-
 def answer_without_model(session: Session, heard: Turn, now: datetime) -> Exchange | None:
     """The exchange when the model need not be asked (silence, a plain goodbye)."""
     agent = session.agent

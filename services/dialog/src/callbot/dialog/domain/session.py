@@ -16,6 +16,7 @@ from typing import Any
 
 from callbot.common.agents import Agent, DataField, render_template
 from callbot.common.calls import CallbackRequest, CallDocument, EndedBy, Turn
+from callbot.common.fallback_lines import fallback_line_at
 from callbot.dialog.domain.past_calls import PastConversation
 
 
@@ -128,6 +129,20 @@ class Session:
                 continue
             streak = streak + 1 if turn.no_input else 0
         return streak
+
+    def heard_fallback(self, seq: int, at: datetime) -> None:
+        """The callee heard gateway's fallback line at `seq`, not what this
+        session holds there (a reply given after gateway's deadline, or
+        nothing): the line takes its place, so the next turn builds on what
+        was said, and an ending that came with the replaced line is void (the
+        call went on). The data collected from the callee's words stays."""
+        held = self.turn(seq)
+        if held is not None and held.fallback:
+            return
+        line = Turn(seq=seq, role="assistant", content=fallback_line_at(seq), at=at, fallback=True)
+        if held is not None and held.seq == self.turns[-1].seq:
+            self.ended_by = None
+        self.turns = _merge_turns(self.turns, (line,))
 
     def heard_interruption(self, line: Turn) -> None:
         """The callee spoke over the line at `line.seq`: keep only what they heard."""

@@ -23,7 +23,11 @@ class CallbackUrls:
     def answer(self, call_id: str, agent_id: str) -> str:
         return self._url(ANSWER_PATH, call_id=call_id, agent_id=agent_id)
 
-    def process_speech(self, call_id: str, seq: int) -> str:
+    def process_speech(self, call_id: str, seq: int, *, after_fallback: bool = False) -> str:
+        """Where the utterance at `seq` goes; `after_fallback`: the callee heard
+        gateway's fallback line just before it (`dialog.turn`'s `after_fallback`)."""
+        if after_fallback:
+            return self._url(PROCESS_SPEECH_PATH, call_id=call_id, seq=str(seq), after="fallback")
         return self._url(PROCESS_SPEECH_PATH, call_id=call_id, seq=str(seq))
 
     def amd_status(self, call_id: str, agent_id: str) -> str:

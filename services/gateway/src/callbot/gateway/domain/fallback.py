@@ -1,17 +1,35 @@
-"""What gateway says when dialog does not answer within the turn deadline.
+"""What gateway says when dialog does not answer within the turn deadline, and
+what it then tells persistence the callee heard.
 
 Twilio waits at most 15 s for TwiML and then drops the call with an
 application error; these replies keep the call alive instead. They are
 deliberately short and generic: gateway holds no call state, so it knows
 neither the agent's wording nor its voice, and uses the contract defaults.
+
+The stored transcript is what the callee heard: a fallback line takes the seq
+dialog's reply would have taken (the greeting's 0, or `seq + 1` after the
+utterance at `seq`), `call.fallback` stores it there with the utterance, and
+the next gather listens after it with `after_fallback` in its URL, so dialog
+learns that its late reply (if any) was never heard.
 """
 
 from __future__ import annotations
 
-from callbot.common.contracts import DialogReply
+from datetime import datetime
 
-GREETING_FALLBACK = "Hello! Sorry for the short delay. Can you hear me?"
-TURN_FALLBACK = "Sorry, give me a moment. Could you say that again?"
+from callbot.common.calls import Turn, user_turn
+from callbot.common.contracts import CallFallbackSpoken, DialogReply, DialogTurn
+from callbot.common.fallback_lines import GREETING_FALLBACK, TURN_FALLBACK
+
+__all__ = [
+    "GREETING_FALLBACK",
+    "TURN_FALLBACK",
+    "greeting_fallback",
+    "greeting_fallback_spoken",
+    "turn_fallback",
+    "turn_fallback_spoken",
+    "voicemail_fallback",
+]
 
 
 def greeting_fallback(call_id: str) -> DialogReply:
@@ -20,12 +38,24 @@ def greeting_fallback(call_id: str) -> DialogReply:
 
 
 def turn_fallback(call_id: str, seq: int) -> DialogReply:
-    """Instead of an answer to turn `seq`: apologise and listen for the SAME
-    seq; dialog appends a later utterance at an already-used seq at the end."""
-    return DialogReply(call_id=call_id, say=TURN_FALLBACK, action="gather", next_seq=seq)
+    """Instead of an answer to the utterance at `seq`: apologise (turn `seq + 1`)
+    and listen for `seq + 2`, as after dialog's own reply."""
+    return DialogReply(call_id=call_id, say=TURN_FALLBACK, action="gather", next_seq=seq + 2)
 
 
 def voicemail_fallback(call_id: str) -> DialogReply:
     """A machine answered and dialog did not give the voicemail message: hang up
     without a word rather than talk to a recorder with a generic line."""
     return DialogReply(call_id=call_id, say="", action="hangup", next_seq=1, ended_by="voicemail")
+
+
+def greeting_fallback_spoken(call_id: str, at: datetime) -> CallFallbackSpoken:
+    line = Turn(seq=0, role="assistant", content=GREETING_FALLBACK, at=at, fallback=True)
+    return CallFallbackSpoken(call_id=call_id, turns=(line,))
+
+
+def turn_fallback_spoken(turn: DialogTurn, at: datetime) -> CallFallbackSpoken:
+    """The utterance gateway asked dialog about, and the fallback line after it."""
+    heard = user_turn(turn.seq, turn.speech, turn.confidence, at)
+    line = Turn(seq=turn.seq + 1, role="assistant", content=TURN_FALLBACK, at=at, fallback=True)
+    return CallFallbackSpoken(call_id=turn.call_id, turns=(heard, line))

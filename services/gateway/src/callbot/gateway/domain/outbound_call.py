@@ -135,6 +135,9 @@ def create_call_params(
         params["recording_status_callback"] = urls.recording_status(call_id)
         params["recording_status_callback_method"] = "POST"
         params["recording_status_callback_event"] = list(RECORDING_CALLBACK_EVENTS)
+        if agent.recording_channels == "dual":
+            # Each party on a channel of its own: the transcript knows who spoke.
+            params["recording_channels"] = "dual"
     detection = request.machine_detection or agent.machine_detection
     if detection != "off":
         params.update(

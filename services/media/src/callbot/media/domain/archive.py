@@ -14,6 +14,8 @@ from callbot.common.contracts import CallRecordingUpdated
 from callbot.common.object_storage import ObjectLocation, StoredObject
 
 ARCHIVE_CONTENT_TYPE = "audio/wav"
+# Every call's objects are under calls/<call_id>/ (the bucket's expiration rule covers it).
+RECORDINGS_PREFIX = "calls/"
 _ARCHIVED_STATUS = "completed"
 # Twilio answers these when it is busy or briefly unable to serve the media.
 _RETRYABLE_STATUSES = frozenset({404, 408, 409, 425, 429})
@@ -26,7 +28,7 @@ def wants_archive(event: CallRecordingUpdated) -> bool:
 
 
 def recording_location(bucket: str, call_id: str, recording_sid: str) -> ObjectLocation:
-    return ObjectLocation(bucket, f"calls/{call_id}/{recording_sid}.wav")
+    return ObjectLocation(bucket, f"{RECORDINGS_PREFIX}{call_id}/{recording_sid}.wav")
 
 
 def fetch_is_retryable(status_code: int | None) -> bool:

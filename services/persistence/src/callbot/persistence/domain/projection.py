@@ -22,8 +22,20 @@ persistence through several publishers, retries and replicas:
 - a finished recording is never replaced by an unfinished one, and its
   `archive` (the media worker's copy) is kept whichever event lands first;
 - the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
+- the latest `call.recording_transcribed` (by `transcribed_at`) holds the
+  recording's transcript and its `data_review`, and clears a failure mark; a
+  `call.recording_transcription_failed` marks only a call with no transcript;
+  neither creates a call document (an erased call stays erased);
+- `expires_at` is the creation time plus the call's `retention_days`;
 - `answered_at` is the earliest answer (gateway publishes one per answer
-  webhook, and Twilio may repeat the webhook).
+  webhook, and Twilio may repeat the webhook); `answered_by` is the first one
+  known (the answer webhook, asynchronous machine detection, a status callback);
+- the stored transcript is what the callee heard: gateway's fallback line
+  (`call.fallback`) holds its seq whatever dialog's late reply put there, and
+  an ending whose closing line (`call.ending`'s `seq`) the callee never heard
+  is void: a late `call.ending` at a fallback seq does not apply, and a
+  fallback clears an ending stored at its seq (until `call.completed` is
+  claimed; a terminal status then infers `ended_by` as if none was given).
 
 `updated_at` and the publication bookkeeping (`completed_claimed_at`,
 `completed_published_at`) are the store's, not the events'.
@@ -31,17 +43,21 @@ persistence through several publishers, retries and replicas:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import singledispatch
 from typing import Any
 
-from callbot.common.calls import CallDocument, Recording, is_machine
+from callbot.common.calls import CallDocument, Recording, TranscriptionFailure, is_machine
 from callbot.common.contracts import (
     CallAnswered,
+    CallAnsweredBy,
     CallCreated,
     CallEnding,
     CallEvent,
+    CallFallbackSpoken,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
     CallRecordingUpdated,
     CallStatusChanged,
     CallSummarized,
@@ -60,13 +76,17 @@ from callbot.persistence.domain.status import (
 PROJECTED_EVENTS: tuple[type[CallEvent], ...] = (
     CallCreated,
     CallAnswered,
+    CallAnsweredBy,
     CallTurnRecorded,
+    CallFallbackSpoken,
     CallTurnInterrupted,
     CallEnding,
     CallStatusChanged,
     CallRecordingUpdated,
     CallSummarized,
     CallRecordingArchived,
+    CallRecordingTranscribed,
+    CallRecordingTranscriptionFailed,
 )
 
 
@@ -114,6 +134,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         variables=event.variables,
         override_opt_out=event.override_opt_out,
         created_at=event.occurred_at,
+        expires_at=expiry(event),
     )
     if call.status is None:  # status callbacks that came first know better
         call = _changed(call, status=parse_call_status(event.status))
@@ -126,6 +147,14 @@ def _answered(event: CallAnswered, call: CallDocument) -> CallDocument:
     answered_at = min(filter(None, (call.answered_at, event.occurred_at)))
     changes: dict[str, Any] = {"call_sid": event.call_sid, "answered_at": answered_at}
     if event.answered_by is not None:
+        changes["answered_by"] = event.answered_by
+    return settle_ended_by(_changed(call, **changes))
+
+
+@_apply.register
+def _answered_by(event: CallAnsweredBy, call: CallDocument) -> CallDocument:
+    changes: dict[str, Any] = {"call_sid": event.call_sid}
+    if call.answered_by is None:
         changes["answered_by"] = event.answered_by
     return settle_ended_by(_changed(call, **changes))
 
@@ -153,9 +182,36 @@ def _turn(event: CallTurnRecorded, call: CallDocument) -> CallDocument:
 
 
 @_apply.register
+def _fallback(event: CallFallbackSpoken, call: CallDocument) -> CallDocument:
+    line = event.line
+    by_seq = {existing.seq: existing for existing in call.turns}
+    for heard in event.turns[:-1]:
+        by_seq.setdefault(heard.seq, heard)
+    if not is_fallback_at(call, line.seq):
+        by_seq[line.seq] = line  # over dialog's late reply, if it came first
+    call = _changed(call, turns=tuple(by_seq[seq] for seq in sorted(by_seq)))
+    if call.ending_seq == line.seq and call.completed_claimed_at is None:
+        call = settle_ended_by(
+            _changed(
+                call, ended_by=None, ending_reason=None, callback_request=None, ending_seq=None
+            )
+        )
+    return call
+
+
+def is_fallback_at(call: CallDocument, seq: int) -> bool:
+    """The callee heard gateway's fallback line at `seq`."""
+    return any(turn.seq == seq and turn.fallback for turn in call.turns)
+
+
+@_apply.register
 def _ending(event: CallEnding, call: CallDocument) -> CallDocument:
+    if event.seq is not None and is_fallback_at(call, event.seq):
+        return call  # its closing line was never heard: the call went on
     if ending_applies(call.ended_by, call.completed_claimed_at is not None):
-        call = _changed(call, ended_by=event.ended_by, ending_reason=event.reason)
+        call = _changed(
+            call, ended_by=event.ended_by, ending_reason=event.reason, ending_seq=event.seq
+        )
         if event.callback_request is not None:
             call = _changed(call, callback_request=event.callback_request)
     return call
@@ -215,6 +271,47 @@ def _recording_archived(event: CallRecordingArchived, call: CallDocument) -> Cal
     if recording.sid != event.recording_sid:
         return call
     return _changed(call, recording=recording.model_copy(update={"archive": event.archive}))
+
+
+def expiry(event: CallCreated) -> datetime | None:
+    """When the call is erased: its creation plus its retention (None: kept)."""
+    if event.retention_days is None:
+        return None
+    return event.occurred_at + timedelta(days=event.retention_days)
+
+
+@_apply.register
+def _transcribed(event: CallRecordingTranscribed, call: CallDocument) -> CallDocument:
+    stored = call.recording_transcript
+    if call == blank_call(call.call_id) or (
+        stored is not None and stored.transcribed_at >= event.transcript.transcribed_at
+    ):
+        return call
+    changes: dict[str, Any] = {
+        "recording_transcript": event.transcript,
+        "recording_transcript_failure": None,
+    }
+    if event.data_review is not None:
+        changes["data_review"] = event.data_review
+    return _changed(call, **changes)
+
+
+@_apply.register
+def _transcription_failed(
+    event: CallRecordingTranscriptionFailed, call: CallDocument
+) -> CallDocument:
+    if call == blank_call(call.call_id) or call.recording_transcript is not None:
+        return call
+    return _changed(call, recording_transcript_failure=transcription_failure(event))
+
+
+def transcription_failure(event: CallRecordingTranscriptionFailed) -> TranscriptionFailure:
+    return TranscriptionFailure(
+        recording_sid=event.recording_sid,
+        reason=event.reason,
+        attempts=event.attempts,
+        failed_at=event.occurred_at,
+    )
 
 
 def status_changes(event: CallStatusChanged) -> dict[str, Any]:

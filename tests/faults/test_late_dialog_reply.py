@@ -1,0 +1,118 @@
+"""Issue 13: the stored transcript is what the callee heard, when dialog
+answers after gateway's deadline.
+
+dialog is frozen (SIGSTOP) while the scripted LLM works on the callee's name,
+for longer than the turn deadline, so gateway speaks its fallback line; thawed,
+dialog finishes its reply and publishes it, late. The callee heard the
+fallback line, says the name again, and the call ends normally.
+
+Stored and announced: the fallback line (marked `fallback`) at the seq of the
+late reply, never the late reply; the callee's words; the data collected; the
+ending the callee heard.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+from faults_harness import (
+    RunningStack,
+    StackOptions,
+    agent_definition,
+    llm_rule,
+    place_call_saying,
+    record_data,
+    wait_until,
+)
+
+from callbot.common.fallback_lines import TURN_FALLBACK
+from callbot.testkit.fake_openai import FakeOpenAIProcess
+
+pytestmark = pytest.mark.faults
+
+AGENT_ID = "late-dialog"
+NAME_FIELD = [{"name": "full_name", "description": "full name", "type": "string"}]
+
+
+@pytest.fixture(scope="module")
+def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
+    return StackOptions(
+        agents={AGENT_ID: agent_definition(data_to_fill=NAME_FIELD, few_shot=[], past_calls=0)},
+        openai_base_url=fake_llm.base_url,
+    )
+
+
+def test_the_stored_line_is_the_fallback_the_callee_heard_not_the_late_reply(
+    stack: RunningStack, fake_llm: FakeOpenAIProcess
+) -> None:
+    fake_llm.control.reset()
+    fake_llm.control.add_rules(
+        [
+            llm_rule("^My name is", {
+                "text": "Thank you!", "tool_calls": [record_data("full_name", "Ada Lovelace")],
+                "delay_s": 1.0}),
+            llm_rule("^Ada Lovelace", {
+                "text": "Thank you!", "tool_calls": [record_data("full_name", "Ada Lovelace")]}),
+        ]
+    )  # fmt: skip
+    tap = stack.tap("call.turn", "call.completed")
+    call = place_call_saying(
+        stack, AGENT_ID, "+15005550531", ["My name is Ada Lovelace.", "Ada Lovelace."]
+    )
+    wait_until(
+        lambda: any("My name is" in str(r.body["messages"]) for r in fake_llm.control.requests()),
+        "dialog to ask the LLM about the name",
+    )
+    dialog_pid = stack.dialog.pid
+    assert dialog_pid is not None
+    os.kill(dialog_pid, signal.SIGSTOP)
+    try:
+        # Past the deadline: gateway spoke its line, and said so (call.fallback).
+        wait_until(
+            lambda: any(t.get("fallback") for t in stack.document(call.call_id)["turns"]),
+            "gateway's fallback line stored",
+            timeout_s=30,
+        )
+    finally:
+        os.kill(dialog_pid, signal.SIGCONT)
+    [(document, played)] = stack.finished([call])
+
+    heard = played.lines("agent")
+    assert heard[1] == TURN_FALLBACK
+    turns = document["turns"]
+    # The stored assistant turns are exactly the lines the callee heard.
+    assert [t["content"] for t in turns if t["role"] == "assistant"] == heard
+    assert [(t["seq"], t["role"]) for t in turns] == [
+        (seq, "assistant" if seq % 2 == 0 else "user") for seq in range(5)
+    ]
+    assert (turns[2]["content"], turns[2]["fallback"]) == (TURN_FALLBACK, True)
+    assert [t["content"] for t in turns if t["role"] == "user"] == [
+        "My name is Ada Lovelace.",
+        "Ada Lovelace.",
+    ]
+    # dialog did answer the name, late: that reply was published, and not kept.
+    late = [
+        turn["content"]
+        for event in tap.of_type("call.turn")
+        if event["call_id"] == call.call_id
+        for turn in event["turns"]
+        if turn["seq"] == 2
+    ]
+    assert late
+    assert TURN_FALLBACK not in late
+    assert document["data_collected"] == {"full_name": "Ada Lovelace"}
+    assert (document["ended_by"], document["ending_seq"]) == ("system_complete", 4)
+    [completed] = [e for e in tap.of_type("call.completed") if e["call_id"] == call.call_id]
+    announced = completed["call"]
+    assert [_line(turn) for turn in announced["turns"]] == [_line(turn) for turn in turns]
+    assert (announced["ended_by"], announced["data_collected"]) == (
+        "system_complete",
+        {"full_name": "Ada Lovelace"},
+    )
+
+
+def _line(turn: dict[str, Any]) -> tuple[int, str, str, bool]:
+    return (turn["seq"], turn["role"], turn["content"], turn.get("fallback", False))
