@@ -63,16 +63,20 @@ class ConsoleStack:
         call_id: str = response.json()["call_id"]
         return call_id
 
-    def call(self, call_id: str) -> dict[str, Any]:
-        response = self.api.get(f"/v1/calls/{call_id}")
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
     def wait_completed(self, call_id: str, timeout_s: float = 60) -> dict[str, Any]:
         """The call once persistence announced it (`call.completed` published)."""
+
+        def completed() -> dict[str, Any] | None:
+            # persistence writes the document from `call.created`: a moment after the 201.
+            response = self.api.get(f"/v1/calls/{call_id}")
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            call: dict[str, Any] = response.json()
+            return call if call["completed_published_at"] else None
+
         return wait_until(
-            lambda: (call := self.call(call_id))["completed_published_at"] and call,
+            completed,
             f"call {call_id} completed",
             timeout_s,
             self.explain,

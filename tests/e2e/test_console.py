@@ -294,7 +294,7 @@ def test_a_campaign_from_a_csv_upload_runs_to_the_end_with_a_pause_and_a_resume(
     csv_text = "to,timezone,name\n" + "".join(f"{to},{zone},Ada\n" for to in numbers)
     settings = {
         "schedule": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
-        "pacing": {"calls_per_second": 2, "max_concurrent": 2},
+        "pacing": {"calls_per_second": 4, "max_concurrent": 3},
     }
 
     sign_in(page, console, "/campaigns")

@@ -4,6 +4,16 @@ where, subscribers hear of it, the API serves it, Twilio's copy is deleted
 once the archive is verified), transcribed after the call, checked against
 the data collected, kept as long as retention says, erased on request.
 
+The agent's files on the same object storage (issue 17, Must show 3 and 4):
+- an agent with documents (Markdown and PDF) about the shop: the callee asks
+  when the shop opens, the opening-hours passage is in the model's request,
+  and the answer built from it is what the callee hears and what is stored;
+  a document that cannot be fetched or read makes saving the agent a 422
+  naming it; one that breaks after the save costs its passages, not the call;
+- a voicemail drop with a recorded audio file: gateway answers the machine
+  with `<Play>` of a presigned URL, the emulator (Twilio) fetches it, and what
+  it fetched is the file byte for byte.
+
 One stack (the emulator, gateway, dialog, persistence, the media worker with
 transcription on, an S3 server, the scripted OpenAI server answering both chat
 completions and audio transcriptions) serves every test of the module."""
@@ -13,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import uuid
 import wave
 from collections.abc import Iterator
@@ -41,6 +52,7 @@ from callbot.common.contracts import (
 from callbot.common.mongo import AUDIT, CALLS
 from callbot.common.object_storage import S3Config, S3ObjectStore
 from callbot.persistence.erasure import CallEraser, RetentionSweeper
+from callbot.testkit.documents import silent_wav, text_pdf
 from callbot.testkit.fake_openai import FakeOpenAIProcess
 from callbot.testkit.s3_server import S3ServerProcess
 
@@ -466,3 +478,174 @@ def test_erasing_a_recipient_removes_all_of_theirs_nothing_of_others_and_keeps_t
     # Still opted out: the next call to them is refused.
     refused = e2e.api.post("/v1/calls", json={"agent_id": "e2e-dual", "to": to})
     assert refused.status_code == 409, refused.text
+
+
+HOURS_MD = """# Acme Hardware
+
+Family-run hardware shop in the old town, since 1952.
+
+## Opening hours
+
+The shop opens at 8:30 on weekdays and at 10:00 on Saturdays. It is closed on Sundays.
+
+## Returns
+
+Unused items can be returned within 30 days with the receipt.
+"""
+DELIVERY_PDF = text_pdf([["Delivery", "We deliver anywhere in the city within two working days."]])
+HOURS_ANSWER = "We open at 8:30 on weekdays and at 10:00 on Saturdays."
+
+
+def bucket(e2e: E2EStack) -> str:
+    return f"{e2e.stack.config.namespace}-agent-files"
+
+
+def shop_agent(tag: str, documents: list[str]) -> dict[str, Any]:
+    return agent_definition(
+        tag,
+        data_to_fill=[],
+        greeting="Hi {recipient.name}, this is Ava from Acme Hardware. How can I help?",
+        knowledge=documents,
+        record=False,  # no recording to transcribe: the module's other tests script that endpoint
+    )
+
+
+def test_the_opening_hours_passage_reaches_the_model_and_grounds_the_answer(
+    e2e: E2EStack, s3_server: S3ServerProcess
+) -> None:
+    e2e, tag, to = e2e, "kb-hours", "+15005550401"
+    hours = f"s3://{bucket(e2e)}/acme/hours.md"
+    delivery = f"s3://{bucket(e2e)}/acme/delivery.pdf"
+    s3_server.write(bucket(e2e), "acme/hours.md", HOURS_MD.encode(), "text/markdown")
+    s3_server.write(bucket(e2e), "acme/delivery.pdf", DELIVERY_PDF, "application/pdf")
+    e2e.put_agent("e2e-kb-hours", shop_agent(tag, [hours, delivery]))
+    # The scripted model answers with the hours only when the passage is in its request.
+    e2e.fake_llm.control.add_rules(
+        [
+            {
+                "match": {
+                    "system_regex": re.escape(f"[{tag}]"),
+                    "last_user_regex": "(?i)when does the shop open",
+                    "any_regex": re.escape("opens at 8:30 on weekdays"),
+                },
+                "response": {"text": HOURS_ANSWER},
+                "times": None,
+            }
+        ]
+    )
+    e2e.add_scenario(
+        {
+            "name": "kb-hours",
+            "to": to,
+            "steps": [{"say": "When does the shop open on Saturday?"}, {"hangup": {}}],
+        }
+    )
+
+    call = e2e.call("e2e-kb-hours", to, {"name": "Ada"})
+
+    [request] = e2e.llm_requests(tag)
+    context = [m["content"] for m in request.body["messages"] if m["role"] == "system"]
+    [knowledge] = [text for text in context if text.startswith("Passages from the agent's")]
+    assert "[hours.md / Opening hours]" in knowledge
+    assert "The shop opens at 8:30 on weekdays and at 10:00 on Saturdays." in knowledge
+    # Only what fits the budget and matches: the delivery PDF says nothing about opening.
+    assert "deliver" not in knowledge
+    [answered] = [turn for turn in call.document.turns if turn.content == HOURS_ANSWER]
+    assert answered.passages[0] == f"{hours}#1"  # the passage under "Opening hours"
+    assert HOURS_ANSWER in call.played.lines("agent")  # what the callee heard
+
+
+def test_a_document_that_cannot_be_fetched_or_read_is_a_422_naming_it(
+    e2e: E2EStack, s3_server: S3ServerProcess
+) -> None:
+    e2e = e2e
+    s3_server.write(bucket(e2e), "acme/broken.pdf", b"%PDF-1.4 not really", "application/pdf")
+    s3_server.write(bucket(e2e), "acme/scan.pdf", text_pdf([[]]), "application/pdf")
+    documents = [
+        f"s3://{bucket(e2e)}/acme/missing.md",
+        f"s3://{bucket(e2e)}/acme/broken.pdf",
+        f"s3://{bucket(e2e)}/acme/scan.pdf",
+        f"s3://{e2e.stack.config.namespace}-recordings/calls/x.wav",
+    ]
+    response = e2e.api.put("/v1/agents/e2e-kb-broken", json=shop_agent("kb-broken", documents))
+
+    assert response.status_code == 422, response.text
+    errors = {tuple(error["loc"]): error["msg"] for error in response.json()["detail"]}
+    assert set(errors) == {("body", "knowledge", index) for index in range(4)}
+    assert "could not be fetched: no such object" in errors[("body", "knowledge", 0)]
+    assert "not a readable PDF" in errors[("body", "knowledge", 1)]
+    assert "no text found" in errors[("body", "knowledge", 2)]
+    assert "not in the agent files bucket" in errors[("body", "knowledge", 3)]
+    assert e2e.api.get("/v1/agents/e2e-kb-broken").status_code == 404  # nothing saved
+
+
+def test_a_document_broken_after_the_save_costs_its_passages_not_the_call(
+    e2e: E2EStack, s3_server: S3ServerProcess
+) -> None:
+    e2e, tag, to = e2e, "kb-later", "+15005550402"
+    s3_server.write(bucket(e2e), "later/hours.md", HOURS_MD.encode(), "text/markdown")
+    e2e.put_agent("e2e-kb-later", shop_agent(tag, [f"s3://{bucket(e2e)}/later/hours.md"]))
+    s3_server.write(bucket(e2e), "later/hours.md", b"\xff\xfe not text", "text/markdown")
+    e2e.fake_llm.control.add_rules(
+        [
+            {
+                "match": {"system_regex": re.escape(f"[{tag}]")},
+                "response": {"text": "Let me find that out for you."},
+                "times": None,
+            }
+        ]
+    )
+    e2e.add_scenario(
+        {
+            "name": "kb-later",
+            "to": to,
+            "steps": [{"say": "When does the shop open?"}, {"hangup": {}}],
+        }
+    )
+
+    call = e2e.call("e2e-kb-later", to, {"name": "Ada"})
+
+    assert call.played.errors == []
+    assert "Let me find that out for you." in call.played.lines("agent")
+    [request] = e2e.llm_requests(tag)
+    assert not any("Passages from" in str(m["content"]) for m in request.body["messages"])
+    assert all(turn.passages == () for turn in call.document.turns)
+
+
+def test_a_voicemail_drop_plays_the_recorded_file_twilio_fetches(
+    e2e: E2EStack, s3_server: S3ServerProcess
+) -> None:
+    e2e, to = e2e, "+15005550403"
+    recording = silent_wav(2.5)
+    uri = f"s3://{bucket(e2e)}/acme/voicemail.wav"
+    s3_server.write(bucket(e2e), "acme/voicemail.wav", recording, "audio/wav")
+    definition = agent_definition(
+        "vm-drop",
+        voicemail_message="Hello, this is Acme Hardware: your order is ready for pickup.",
+        audio={"voicemail_message": uri},
+        record=False,
+    )
+    e2e.put_agent("e2e-vm-drop", definition)
+    e2e.add_scenario({"name": "vm-drop", "to": to, "answered_by": "machine_end_beep", "steps": []})
+
+    call = e2e.call("e2e-vm-drop", to, {"name": "Ada"})
+
+    # gateway answered the machine with <Play> of a presigned URL of the file ...
+    [voice] = call.played.webhooks_of("voice")
+    assert voice.response_body is not None
+    [url] = re.findall(r"<Play>([^<]+)</Play>", voice.response_body)
+    assert "voicemail.wav" in url
+    assert "X-Amz-Signature" in url
+    # ... which the emulator fetched, as Twilio does: the recording, byte for byte.
+    [played] = [entry for entry in call.played.conversation if entry.kind == "play"]
+    assert played.audio is not None
+    assert (played.audio.size_bytes, played.audio.sha256) == (
+        len(recording),
+        hashlib.sha256(recording).hexdigest(),
+    )
+    assert played.duration_s == 2.5
+    assert call.played.errors == []
+    # The stored transcript says what was played, and its text.
+    [line] = call.document.turns
+    assert (line.audio, line.content) == (uri, definition["voicemail_message"])
+    assert call.document.ended_by == "voicemail"

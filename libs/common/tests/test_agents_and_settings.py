@@ -86,3 +86,22 @@ def test_settings_defaults_are_safe() -> None:
     assert settings.public_base_url == "http://127.0.0.1:8080"
     assert not settings.api_keys
     assert settings.dialog_deadline_ms == 4000
+
+
+def test_agent_files_are_object_locations_listed_once() -> None:
+    agent = _agent(
+        knowledge=["s3://acme-files/hours.md"],
+        audio={"voicemail_message": "s3://acme-files/vm.wav"},
+    )
+    assert agent.audio.files() == {"voicemail_message": "s3://acme-files/vm.wav"}
+    assert agent.audio.for_line("greeting") is None
+    with pytest.raises(ValidationError, match=r"knowledge\.0\n.*expected s3://<bucket>/<key>"):
+        _agent(knowledge=["https://example.com/hours.md"])
+    with pytest.raises(ValidationError, match=r"documents listed twice"):
+        _agent(knowledge=["s3://acme-files/a.md", "s3://acme-files/a.md"])
+    with pytest.raises(ValidationError, match=r"audio\.greeting\n.*not an object location"):
+        _agent(audio={"greeting": "greeting.wav"})
+    relay = {"type": "conversation_relay"}
+    _agent(transport=relay, audio={"voicemail_message": "s3://acme-files/vm.wav"})
+    with pytest.raises(ValidationError, match=r"only voicemail_message can be a recording"):
+        _agent(transport=relay, audio={"greeting": "s3://acme-files/hello.wav"})

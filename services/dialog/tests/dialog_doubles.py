@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +11,7 @@ from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument, Turn
 from callbot.common.contracts import Event
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
+from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.session import Session
 from callbot.dialog.streamed_speech import StreamedSpeech
 
@@ -120,6 +121,7 @@ class ScriptedModel:
     ) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[list[Turn], Turn]] = []
+        self.passages: list[list[Passage]] = []  # what each call had in its context
         self.hold_after_words = hold_after_words
         self.holding = asyncio.Event()
         self.go = asyncio.Event()
@@ -130,8 +132,10 @@ class ScriptedModel:
         heard: Turn,
         budget_s: float,
         speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         self.calls.append((list(session.turns), heard))
+        self.passages.append(list(passages))
         answer = self.answers.pop(0) if self.answers else ModelAnswer(text="OK.")
         if answer is None:
             raise ModelUnavailable("scripted failure")

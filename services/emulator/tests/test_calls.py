@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
@@ -34,6 +35,7 @@ from callbot.emulator import (
     start_emulator_process,
 )
 from callbot.emulator.webhooks import DROPPED
+from callbot.testkit.documents import silent_wav
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "emulator-test-auth-token"
@@ -497,9 +499,19 @@ async def test_inline_twiml_on_create_plays_without_a_url(
     emulator: TwilioEmulator, client: Client, app: WebhookApp
 ) -> None:
     emulator.add_scenario({"to": "+15005550006"})
+    chime = silent_wav(4)
+
+    async def serve_chime(_: Hit) -> Response:
+        return Response(chime, media_type="audio/wav")
+
+    async def not_found(_: Hit) -> Response:
+        return Response(status_code=404)
+
+    app.on("/chime.wav", serve_chime)
+    app.on("/missing.wav", not_found)
     twiml = (
         '<Response><Say>This is an automated reminder.</Say><Pause length="2"/>'
-        "<Play>https://cdn.example/chime.mp3</Play></Response>"
+        f"<Play>{app.base_url}/chime.wav</Play><Play>{app.base_url}/missing.wav</Play></Response>"
     )
 
     sid = await place_call(client, app, "+15005550006", url=None, twiml=twiml)
@@ -511,10 +523,22 @@ async def test_inline_twiml_on_create_plays_without_a_url(
     ] == [
         ("say", "This is an automated reminder."),
         ("pause", ""),
-        ("play", "https://cdn.example/chime.mp3"),
+        ("play", f"{app.base_url}/chime.wav"),
     ]
-    # Say 2 s + Pause 2 s + Play (3 s, the emulator's stand-in length).
-    assert (call.ended_by, call.duration_s) == ("twiml_end", 7)
+    # The audio was fetched as Twilio fetches it: what the callee heard, byte for byte.
+    [played] = [entry for entry in call.conversation if entry.kind == "play"]
+    assert played.audio is not None
+    assert (played.audio.size_bytes, played.audio.sha256, played.audio.content_type) == (
+        len(chime),
+        hashlib.sha256(chime).hexdigest(),
+        "audio/wav",
+    )
+    # Audio that cannot be fetched (a 404) is Twilio's 11200; the call goes on without it.
+    assert [(error.code, error.url) for error in call.errors] == [
+        (11200, f"{app.base_url}/missing.wav")
+    ]
+    # Say 2 s + Pause 2 s + the chime's 4 s.
+    assert (call.ended_by, call.duration_s) == ("twiml_end", 8)
 
 
 async def test_time_limit_cuts_the_call(

@@ -46,6 +46,33 @@ def test_voicemail_hangs_up_with_the_voicemail_message() -> None:
     assert exchange.ending == Ending("voicemail", "answering machine")
 
 
+def test_recorded_lines_carry_their_file_and_keep_their_text_as_transcript() -> None:
+    audio = {
+        "greeting": "s3://acme-files/greeting.wav",
+        "voicemail_message": "s3://acme-files/vm.mp3",
+        "goodbye_message": "s3://acme-files/bye.wav",
+    }
+    agent = make_agent(audio=audio)
+    greeting = greet(make_session(agent), T0).spoken
+    assert greeting.audio == audio["greeting"]
+    assert greeting.content == "Hi Ada, this is Ava from Acme Support. What is your full name?"
+    voicemail = leave_voicemail(make_session(agent, turns=[GREETING]), T0).spoken
+    assert voicemail.audio == audio["voicemail_message"]
+    # The model's text is spoken, whatever it says; it never carries a recording.
+    session = make_session(agent, turns=[GREETING])
+    answer = apply_model_answer(session, said(1, "hm"), ModelAnswer(text="goodbye_message"), T0)
+    assert (answer.spoken.content, answer.spoken.audio) == ("goodbye_message", None)
+    # An ending's line is the recorded one, the limits' goodbye included.
+    bye = apply_model_answer(session, said(1, "bye"), ModelAnswer("", (EndCall("bye"),)), T0)
+    assert (bye.spoken.content, bye.spoken.audio) == (
+        agent.goodbye_message,
+        audio["goodbye_message"],
+    )
+    limited = make_session(make_agent(audio=audio, max_turns=3), turns=[GREETING])
+    last = apply_model_answer(limited, said(1, "hm"), ModelAnswer(text="Go on."), T0)
+    assert (ended_by(last), last.spoken.audio) == ("max_turns", audio["goodbye_message"])
+
+
 def test_silence_gets_the_reprompt_until_max_no_input_then_times_out() -> None:
     session = make_session(turns=[GREETING])
     for expected_streak in (1, 2):

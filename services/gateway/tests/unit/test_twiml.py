@@ -103,11 +103,13 @@ def test_voicemail_fallback_hangs_up_silently() -> None:
 _ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.sampled_from('<>&"\r\n\t'))
 
 
-def _library_twiml(reply: DialogReply, action_url: str) -> str:
+def _library_twiml(reply: DialogReply, action_url: str, audio_url: str | None = None) -> str:
     response = VoiceResponse()
     spec = reply.gather
     if reply.action == "hangup":
-        if reply.say:
+        if audio_url is not None:
+            response.play(audio_url)
+        elif reply.say:
             response.say(reply.say, voice=reply.voice, language=reply.language)
         response.hangup()
         return str(response.to_xml())
@@ -122,7 +124,9 @@ def _library_twiml(reply: DialogReply, action_url: str) -> str:
         hints=",".join(spec.hints) or None,
         speech_model=spec.speech_model,
     )
-    if reply.say:
+    if audio_url is not None:
+        gather.play(audio_url)
+    elif reply.say:
         gather.say(reply.say, voice=reply.voice, language=reply.language)
     response.append(gather)
     return str(response.to_xml())
@@ -139,6 +143,7 @@ def _library_twiml(reply: DialogReply, action_url: str) -> str:
     timeout_s=st.integers(min_value=0, max_value=600),
     hints=st.lists(_ANY_TEXT, max_size=4),
     speech_model=st.none() | _ANY_TEXT,
+    audio_url=st.none() | _ANY_TEXT,
 )
 def test_rendering_matches_the_twilio_library_byte_for_byte(
     say: str,
@@ -150,6 +155,7 @@ def test_rendering_matches_the_twilio_library_byte_for_byte(
     timeout_s: int,
     hints: list[str],
     speech_model: str | None,
+    audio_url: str | None,
 ) -> None:
     gather = GatherSpec(
         speech_timeout=speech_timeout,
@@ -158,4 +164,13 @@ def test_rendering_matches_the_twilio_library_byte_for_byte(
         speech_model=speech_model,
     )
     reply = _reply(say=say, voice=voice, language=language, action=action, gather=gather)
-    assert render_reply_twiml(reply, action_url) == _library_twiml(reply, action_url)
+    rendered = render_reply_twiml(reply, action_url, audio_url)
+    assert rendered == _library_twiml(reply, action_url, audio_url)
+
+
+def test_a_recorded_line_is_played_inside_the_gather_or_before_the_hang_up() -> None:
+    url = "https://bucket.s3.amazonaws.com/acme/vm.wav?X-Amz-Signature=ab&X-Amz-Expires=900"
+    [gather] = list(ET.fromstring(render_reply_twiml(_reply(), ACTION, url)))
+    assert [(child.tag, child.text) for child in gather] == [("Play", url)]
+    hangup = ET.fromstring(render_reply_twiml(_reply(action="hangup"), ACTION, url))
+    assert [(child.tag, child.text) for child in hangup] == [("Play", url), ("Hangup", None)]

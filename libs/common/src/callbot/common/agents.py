@@ -13,11 +13,20 @@ import re
 import string
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from callbot.common.mcp_servers import McpServers
+from callbot.common.object_locations import ObjectLocation
 from callbot.common.transport import GatherTransport, Transport
 
 FieldType = Literal["string", "email", "phone", "number", "date", "boolean", "choice"]
@@ -40,6 +49,26 @@ TEMPLATE_FIELDS = (
     "timeout_message",
     "opt_out_message",
 )
+
+
+# The fixed lines an agent may have played from a recording instead of spoken.
+AudioLine = Literal[
+    "greeting",
+    "voicemail_message",
+    "completion_message",
+    "goodbye_message",
+    "timeout_message",
+    "opt_out_message",
+]
+MAX_KNOWLEDGE_DOCUMENTS = 20
+
+
+def _object_uri(uri: str) -> str:
+    ObjectLocation.parse(uri)  # raises ValueError saying what a location looks like
+    return uri
+
+
+ObjectUri = Annotated[str, AfterValidator(_object_uri)]
 
 
 class TemplateError(ValueError):
@@ -92,6 +121,28 @@ class SpeechOptions(_Model):
         if problem:
             raise ValueError(problem)
         return self
+
+
+class AgentAudio(_Model):
+    """Fixed lines played from an audio file in object storage (`<Play>`)
+    instead of spoken from their text, e.g. a human-recorded voicemail drop.
+    The line's text stays its transcript: it is what the call document records
+    the callee heard, so it should say what the recording says."""
+
+    greeting: ObjectUri | None = None
+    voicemail_message: ObjectUri | None = None
+    completion_message: ObjectUri | None = None
+    goodbye_message: ObjectUri | None = None
+    timeout_message: ObjectUri | None = None
+    opt_out_message: ObjectUri | None = None
+
+    def for_line(self, line: AudioLine) -> str | None:
+        uri: str | None = getattr(self, line)
+        return uri
+
+    def files(self) -> dict[str, str]:
+        """The lines that have a recording, with its `s3://` location."""
+        return {line: uri for line, uri in self.model_dump().items() if uri is not None}
 
 
 def speech_timeout_problem(timeout: str, model: str | None) -> str | None:
@@ -149,7 +200,11 @@ class Agent(_Model):
     # not asked again. True: the agent confirms each known value with the callee.
     reconfirm_known_data: bool = False
     mcp: McpServers = ()
-    knowledge: tuple[str, ...] = ()
+    # Documents (`s3://` locations of text, Markdown or PDF files) whose most
+    # relevant passages reach the model each turn, within this many tokens.
+    knowledge: tuple[ObjectUri, ...] = Field(default=(), max_length=MAX_KNOWLEDGE_DOCUMENTS)
+    knowledge_token_budget: int = Field(default=500, ge=50, le=4000)
+    audio: AgentAudio = AgentAudio()
     transport: Transport = GatherTransport()
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -171,6 +226,28 @@ class Agent(_Model):
         if duplicates:
             raise ValueError(f"duplicate field names {duplicates}")
         return fields
+
+    @field_validator("knowledge")
+    @classmethod
+    def _documents_are_unique(cls, documents: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({uri for uri in documents if documents.count(uri) > 1})
+        if duplicates:
+            raise ValueError(f"documents listed twice: {duplicates}")
+        return documents
+
+    @model_validator(mode="after")
+    def _recordings_play_where_twiml_is_answered(self) -> Agent:
+        # Over ConversationRelay, Twilio speaks the agent's lines from text on the
+        # WebSocket; only the voicemail message (a machine gets TwiML, never the
+        # relay) can be played, so a stored `audio` always means it was heard.
+        if self.transport.type == "conversation_relay":
+            spoken = sorted(line for line in self.audio.files() if line != "voicemail_message")
+            if spoken:
+                raise ValueError(
+                    f"audio {spoken}: over transport conversation_relay these lines are "
+                    "spoken from text; only voicemail_message can be a recording"
+                )
+        return self
 
     def templates(self) -> dict[str, str]:
         """Every text of the agent that is rendered with call data."""

@@ -78,6 +78,11 @@ class Turn(_Model):
     # The callee spoke over this line (ConversationRelay barge-in): `content` is
     # only what they heard before the interruption.
     interrupted: bool = False
+    # The recording played instead of speaking `content` (the agent's `audio`);
+    # `content` is then the line's transcript.
+    audio: str | None = None
+    # The knowledge passages in the model's context for this line (`<uri>#<n>`).
+    passages: tuple[str, ...] = ()
 
 
 def user_turn(seq: int, speech: str, confidence: float | None, at: datetime) -> Turn:

@@ -391,6 +391,9 @@ class DialogReply(Message):
     type: Literal["dialog.reply"] = "dialog.reply"
     call_id: str
     say: str
+    # An `s3://` recording gateway plays (`<Play>` of a presigned URL) instead
+    # of speaking `say`, which stays the line's transcript.
+    play: str | None = None
     voice: str = "Polly.Joanna"
     language: str = "en-US"
     action: Literal["gather", "hangup"]

@@ -15,7 +15,6 @@ it returns, so "stored" always means "stored and read back intact".
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-CHECKSUM_METADATA = "sha256"
+# Re-exported: callers name locations through this module too.
+from callbot.common.object_locations import ObjectLocation as ObjectLocation
 
-_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
+CHECKSUM_METADATA = "sha256"
 
 
 class ObjectStorageError(Exception):
@@ -44,27 +44,6 @@ class ObjectNotFound(ObjectStorageError):
 
 class ObjectCorrupted(ObjectStorageError):
     """The object read back differs from what was written (size or checksum)."""
-
-
-@dataclass(frozen=True)
-class ObjectLocation:
-    bucket: str
-    key: str
-
-    @classmethod
-    def parse(cls, uri: str) -> ObjectLocation:
-        """`s3://bucket/key`; raises ValueError saying what a valid one looks like."""
-        match = _S3_URI.match(uri)
-        if match is None:
-            raise ValueError(
-                f"{uri!r} is not an object location; expected s3://<bucket>/<key> "
-                "(bucket: 3-63 lower-case letters, digits, dots or dashes)"
-            )
-        return cls(match["bucket"], match["key"])
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)

@@ -179,16 +179,17 @@ def transcriptions_router(script: TranscriptionScript) -> APIRouter:
     @router.post("/v1/audio/transcriptions")
     @router.post("/audio/transcriptions")
     async def transcribe(request: Request) -> Response:
-        form = await request.form()
-        upload, model = form.get("file"), form.get("model")
-        if upload is None or isinstance(upload, str) or not isinstance(model, str):
-            return error_response(
-                ScriptedError(status=400, message="the form needs 'file' (a file) and 'model'")
-            )
-        audio = await upload.read()
-        response_format = str(form.get("response_format") or "json")
+        # As a context manager, so the upload's spooled file is closed.
+        async with request.form() as form:
+            upload, model = form.get("file"), form.get("model")
+            if upload is None or isinstance(upload, str) or not isinstance(model, str):
+                return error_response(
+                    ScriptedError(status=400, message="the form needs 'file' (a file) and 'model'")
+                )
+            audio = await upload.read()
+            filename = upload.filename or ""
+            response_format = str(form.get("response_format") or "json")
         channels, duration_s = _wav_shape(audio)
-        filename = upload.filename or ""
         recorded = TranscriptionRequest(
             index=len(script.requests),
             received_at=time.time(),

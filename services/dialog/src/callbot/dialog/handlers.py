@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from callbot.common.agents import Agent
 from callbot.common.calls import TERMINAL_STATUSES, EndedBy, Turn, is_machine, user_turn
 from callbot.common.contracts import (
     AgentUpdated,
@@ -53,6 +54,12 @@ from callbot.common.streaming import heard_line
 from callbot.dialog.agent_cache import AgentCache
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable
 from callbot.dialog.domain.deterministic import deterministic_answer
+from callbot.dialog.domain.passages import (
+    Passage,
+    retrieval_query,
+    with_passages,
+    within_budget,
+)
 from callbot.dialog.domain.policy import (
     answer_without_model,
     apply_model_answer,
@@ -63,7 +70,7 @@ from callbot.dialog.domain.policy import (
 )
 from callbot.dialog.domain.session import Exchange, Session, with_spoken_line
 from callbot.dialog.domain.tool_loop import model_time_limit, with_tool_calls
-from callbot.dialog.metrics import FALLBACKS
+from callbot.dialog.metrics import FALLBACKS, KNOWLEDGE_TURNS
 from callbot.dialog.sessions import SessionRegistry
 from callbot.dialog.streamed_speech import StreamedSpeech
 from callbot.dialog.summaries import CallSummarizer
@@ -86,10 +93,24 @@ class ConversationModel(Protocol):
         heard: Turn,
         budget_s: float,
         speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
-        """The model's answer to `heard`; raises `ModelUnavailable` when it has none
-        in time. With `speech`, its text goes out as it is written."""
+        """The model's answer to `heard`, with the knowledge `passages` in its
+        context; raises `ModelUnavailable` when it has none in time. With
+        `speech`, its text goes out as it is written."""
         ...
+
+
+class KnowledgeSearch(Protocol):
+    def prepare(self, agent: Agent) -> object:
+        """Start indexing the agent version's documents, unless done or under way."""
+        ...
+
+    async def passages(self, agent: Agent, query: str, time_left_s: float) -> list[Passage] | None:
+        """The passages for `query`, best first; None when not ready in time."""
+        ...
+
+    def drop(self, agent_id: str) -> None: ...
 
 
 class EventSink(Protocol):
@@ -106,8 +127,9 @@ class DeterministicConversation:
         heard: Turn,
         budget_s: float,
         speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
-        return deterministic_answer(session, heard)
+        return deterministic_answer(session, heard)  # no model: no use for passages
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ class DialogPorts:
     events: EventSink
     clock: Callable[[], datetime] = utcnow
     summaries: CallSummarizer | None = None  # post-call summaries (call.summarized)
+    knowledge: KnowledgeSearch | None = None  # the agents' documents (with a model only)
 
 
 async def handle_request(
@@ -152,6 +175,9 @@ async def handle_start(request: DialogStart, deadline: Deadline, ports: DialogPo
             return _reply(session, session.turns[0], session.next_seq, None)
         else:
             exchange = greet(session, ports.clock())
+            if ports.knowledge is not None:
+                # Indexed while the greeting plays: the first answer needs it.
+                ports.knowledge.prepare(session.agent)
         return await _record(session, exchange, deadline, ports)
 
 
@@ -213,6 +239,8 @@ async def handle_event(event: AnyEvent, ports: DialogPorts) -> None:
     summarizes the call."""
     if isinstance(event, AgentUpdated):
         ports.agents.drop(event.agent_id)
+        if ports.knowledge is not None:
+            ports.knowledge.drop(event.agent_id)
     elif isinstance(event, CallTurnInterrupted):
         ports.sessions.heard_interruption(event.call_id, event.turn)
     elif isinstance(event, CallStatusChanged) and event.status in TERMINAL_STATUSES:
@@ -266,9 +294,10 @@ async def _ask_model(
     ports: DialogPorts,
     speech: StreamedSpeech | None,
 ) -> Exchange:
+    passages = await _passages(session, heard, deadline, ports.knowledge)
     budget_s = min(model_time_limit(session.agent), deadline.remaining() - SAFETY_MARGIN_S)
     try:
-        answer = await ports.model.answer(session, heard, budget_s, speech)
+        answer = await ports.model.answer(session, heard, budget_s, speech, passages)
     except ModelUnavailable as exc:
         FALLBACKS.inc()
         log.warning(
@@ -277,7 +306,23 @@ async def _ask_model(
         )
         return fallback(session, heard, ports.clock())
     exchange = apply_model_answer(session, heard, answer, ports.clock())
-    return with_tool_calls(exchange, answer.tool_calls)
+    return with_passages(with_tool_calls(exchange, answer.tool_calls), passages)
+
+
+async def _passages(
+    session: Session, heard: Turn, deadline: Deadline, knowledge: KnowledgeSearch | None
+) -> list[Passage]:
+    """The agent's best passages for this turn, within its token budget."""
+    agent = session.agent
+    if knowledge is None or not agent.knowledge:
+        return []
+    query = retrieval_query(session.turns, heard)
+    found = await knowledge.passages(agent, query, deadline.remaining() - SAFETY_MARGIN_S)
+    chosen = within_budget(found or (), agent.knowledge_token_budget)
+    KNOWLEDGE_TURNS.labels(
+        "not_ready" if found is None else "passages" if chosen else "no_match"
+    ).inc()
+    return chosen
 
 
 async def _record(
@@ -345,6 +390,7 @@ def _reply(session: Session, spoken: Turn, next_seq: int, ended_by: EndedBy | No
     return DialogReply(
         call_id=session.call_id,
         say=spoken.content,
+        play=spoken.audio,
         voice=agent.voice,
         language=agent.language,
         action="hangup" if ended_by else "gather",

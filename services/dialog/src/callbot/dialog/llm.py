@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -26,6 +27,7 @@ from callbot.common.settings import Settings
 from callbot.common.storable import well_formed_text
 from callbot.common.tracing import span
 from callbot.dialog.domain.actions import ModelAnswer, ModelUnavailable, parse_tool_call
+from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
 from callbot.dialog.llm_stream import read_streamed_completion
@@ -77,8 +79,10 @@ class OpenAIConversation:
         heard: Turn,
         budget_s: float,
         speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
-        return to_answer(await self.complete(build_llm_request(session, heard), budget_s, speech))
+        request = build_llm_request(session, heard, passages)
+        return to_answer(await self.complete(request, budget_s, speech))
 
     async def complete(
         self, request: LlmRequest, budget_s: float, speech: StreamedSpeech | None = None

@@ -40,3 +40,13 @@ MCP_TOOL_LISTINGS = Counter(
     "tools/list requests to MCP servers (once per agent version and TTL), by outcome.",
     ["outcome"],
 )
+KNOWLEDGE_DOCUMENTS = Counter(
+    "callbot_dialog_knowledge_documents_total",
+    "Agent documents read for a knowledge index, by outcome (ok, unreadable, unavailable).",
+    ["outcome"],
+)
+KNOWLEDGE_TURNS = Counter(
+    "callbot_dialog_knowledge_turns_total",
+    "Model turns of agents with documents, by outcome (passages, no_match, not_ready).",
+    ["outcome"],
+)

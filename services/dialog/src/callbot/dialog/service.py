@@ -44,6 +44,7 @@ from callbot.common.messaging import (
 )
 from callbot.common.messaging.topology import DIALOG_EVENT_KEYS
 from callbot.common.mongo import Document, callbot_database, create_mongo_client
+from callbot.common.object_storage import S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.common.startup import wait_for_mongodb
 from callbot.dialog.agent_cache import AgentCache, AgentNotFound
@@ -55,6 +56,7 @@ from callbot.dialog.handlers import (
     handle_request,
     handle_streamed_request,
 )
+from callbot.dialog.knowledge import AgentKnowledge
 from callbot.dialog.llm import OpenAIConversation, OpenAISummaries
 from callbot.dialog.mcp_tools import AgentToolbox
 from callbot.dialog.sessions import CallNotFound, SessionRegistry
@@ -83,6 +85,7 @@ class DialogService:
         self._summary_model: OpenAISummaries | None = None
         self._summarizer: CallSummarizer | None = None
         self._toolbox: AgentToolbox | None = None
+        self._objects: S3ObjectStore | None = None
         self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
         self._stream_rpc: StreamingRpcServer[DialogStart | DialogTurn] | None = None
         self._consumer: EventConsumer | None = None
@@ -107,6 +110,13 @@ class DialogService:
 
         store = self._store or self._open_mongo_store()
         agents = AgentCache(store)
+        # The agents' documents, read from the agent files bucket (with a model only:
+        # the deterministic policy has no use for them). Connects on first use.
+        knowledge: AgentKnowledge | None = None
+        if settings.llm_configured:
+            self._objects = S3ObjectStore(settings.s3_config())
+            await self._objects.open()
+            knowledge = AgentKnowledge(self._objects, settings.s3_agent_files_bucket)
         if settings.llm_configured:
             self._summary_model = OpenAISummaries(settings)
         self._summarizer = CallSummarizer(
@@ -118,6 +128,7 @@ class DialogService:
             model=self._conversation_model(),
             events=publisher,
             summaries=self._summarizer,
+            knowledge=knowledge,
         )
 
         self._events_queue = await rpc_channel.declare_queue(
@@ -204,6 +215,8 @@ class DialogService:
             await self._summary_model.close()
         if self._toolbox is not None:
             await self._toolbox.client.close()
+        if self._objects is not None:
+            await self._objects.close()
         if self._mongo is not None:
             await self._mongo.close()
 

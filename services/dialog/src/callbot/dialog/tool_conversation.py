@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +29,7 @@ from callbot.common.calls import Turn
 from callbot.common.mcp_servers import ToolCallRecord
 from callbot.common.storable import well_formed_text
 from callbot.dialog.domain.actions import Action, ModelAnswer, ModelUnavailable, parse_tool_call
+from callbot.dialog.domain.passages import Passage
 from callbot.dialog.domain.prompt import LlmRequest, build_llm_request
 from callbot.dialog.domain.session import Session
 from callbot.dialog.domain.tool_loop import (
@@ -63,17 +65,18 @@ class ToolUsingConversation:
         heard: Turn,
         budget_s: float,
         speech: StreamedSpeech | None = None,
+        passages: Sequence[Passage] = (),
     ) -> ModelAnswer:
         agent = session.agent
         if not has_tools(agent):
-            return await self._llm.answer(session, heard, budget_s, speech)
+            return await self._llm.answer(session, heard, budget_s, speech, passages)
         give_up_at = time.monotonic() + budget_s
 
         def left() -> float:
             return give_up_at - time.monotonic()
 
         offered = await self._toolbox.offered(agent, left())
-        base = build_llm_request(session, heard)
+        base = build_llm_request(session, heard, passages)
         definitions = tuple(tool.definition() for tool in offered.values())
         messages: list[dict[str, Any]] = list(base.messages)
         kept: list[Action] = []

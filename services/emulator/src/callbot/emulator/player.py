@@ -8,9 +8,12 @@ their ``SequenceNumber`` follows the order they are sent in.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import logging
 import math
 import time
+import wave
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
@@ -25,6 +28,7 @@ from callbot.emulator.records import (
     ConversationEntry,
     EndedBy,
     EntryKind,
+    PlayedAudio,
     Speaker,
     WebhookKind,
     WebhookRecord,
@@ -58,14 +62,14 @@ from callbot.emulator.twiml import (
     Verb,
     parse_twiml,
 )
-from callbot.emulator.webhooks import CALLBACK_ERROR, WebhookSender
+from callbot.emulator.webhooks import CALLBACK_ERROR, WebhookFailure, WebhookSender
 
 logger = logging.getLogger("callbot.emulator.calls")
 
 # Twilio's error for a ConversationRelay socket it cannot use (64101 and up).
 RELAY_ERROR = 64101
 APPLICATION_ERROR_SPEECH = "We are sorry, an application error has occurred. Goodbye."
-# An emulated <Play> lasts this long: the emulator does not download audio.
+# An emulated <Play> of audio whose length cannot be read (not WAV) lasts this long.
 _PLAY_SECONDS = 3.0
 _NOT_ANSWERED = frozenset({"busy", "no-answer", "failed"})
 
@@ -395,11 +399,28 @@ class CallPlayer:
             )
             await self._clock.advance(seconds)
         elif isinstance(verb, Play):
-            self._entry("agent", "play", verb.url, duration_s=_PLAY_SECONDS)
-            await self._clock.advance(_PLAY_SECONDS)
+            await self._play(verb)
         else:
             self._entry("agent", "pause", duration_s=verb.length_s)
             await self._clock.advance(verb.length_s)
+
+    async def _play(self, verb: Play) -> None:
+        """Fetch the audio as Twilio does and play it for as long as it lasts; audio
+        that cannot be fetched is an error (11200) and the call goes on without it."""
+        fetched = await self._sender.fetch_media(verb.url)
+        if isinstance(fetched, WebhookFailure):
+            self._error(
+                fetched.code, f"<Play> could not fetch its audio: {fetched.message}", verb.url
+            )
+            return
+        seconds = wav_seconds(fetched.data) or _PLAY_SECONDS
+        audio = PlayedAudio(
+            size_bytes=len(fetched.data),
+            sha256=hashlib.sha256(fetched.data).hexdigest(),
+            content_type=fetched.content_type,
+        )
+        self._entry("agent", "play", verb.url, duration_s=seconds, audio=audio)
+        await self._clock.advance(seconds)
 
     async def _relay(self, relay: Relay) -> Instructions | None:
         """A ConversationRelay session; then the `<Connect action>`, if any, says what next."""
@@ -603,6 +624,7 @@ class CallPlayer:
         language: str | None = None,
         confidence: float | None = None,
         duration_s: float | None = None,
+        audio: PlayedAudio | None = None,
     ) -> None:
         entry = ConversationEntry(
             at_s=round(self._clock.now(), 3),
@@ -613,6 +635,7 @@ class CallPlayer:
             language=language,
             confidence=confidence,
             duration_s=duration_s,
+            audio=audio,
         )
         self.record.conversation.append(entry)
         logger.info("%s %s", self._prefix(entry.at_s), _narration(entry))
@@ -672,6 +695,15 @@ class CallPlayer:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def wav_seconds(data: bytes) -> float | None:
+    """How long a WAV file plays; None for anything else (MP3, ...)."""
+    try:
+        with wave.open(io.BytesIO(data)) as audio:
+            return float(audio.getnframes() / audio.getframerate())
+    except (wave.Error, EOFError):
+        return None
+
+
 def _narration(entry: ConversationEntry) -> str:
     if entry.kind == "say" and entry.speaker == "agent":
         how = ", ".join(filter(None, [entry.voice, entry.language]))
@@ -683,5 +715,6 @@ def _narration(entry: ConversationEntry) -> str:
     if entry.kind == "pause":
         return f"AGENT: ... pause for {entry.duration_s} s"
     if entry.kind == "play":
-        return f"AGENT: plays {entry.text}"
+        size = f" ({entry.audio.size_bytes} bytes)" if entry.audio else ""
+        return f"AGENT: plays {entry.text.split('?')[0]}{size}"
     return f"{entry.speaker.upper()}: {entry.text}"

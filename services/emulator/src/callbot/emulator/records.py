@@ -39,6 +39,14 @@ class WebhookRecord(BaseModel):
     at_s: float
 
 
+class PlayedAudio(BaseModel):
+    """The audio a `<Play>` fetched: what the callee heard, checkable byte for byte."""
+
+    size_bytes: int
+    sha256: str
+    content_type: str | None = None
+
+
 class ConversationEntry(BaseModel):
     at_s: float
     speaker: Speaker
@@ -48,6 +56,7 @@ class ConversationEntry(BaseModel):
     language: str | None = None
     confidence: float | None = None
     duration_s: float | None = None
+    audio: PlayedAudio | None = None  # a <Play> whose audio was fetched
 
 
 class RelayReply(BaseModel):

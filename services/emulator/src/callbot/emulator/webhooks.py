@@ -58,6 +58,9 @@ class WebhookSender:
         self._client = client
         self.dropped: frozenset[str] = frozenset()
 
+    async def fetch_media(self, url: str) -> FetchedMedia | WebhookFailure:
+        return await fetch_media(self._client, url)
+
     async def send(
         self,
         into: list[WebhookRecord],
@@ -113,3 +116,23 @@ class WebhookSender:
         finally:
             record.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         return record, failure
+
+
+@dataclass(frozen=True)
+class FetchedMedia:
+    data: bytes
+    content_type: str | None
+
+
+async def fetch_media(client: httpx.AsyncClient, url: str) -> FetchedMedia | WebhookFailure:
+    """What Twilio does for `<Play>`: a plain GET of the audio (unsigned: the URL
+    itself must grant access, e.g. a presigned one)."""
+    try:
+        response = await client.get(url, headers={"User-Agent": "TwilioProxy/1.1"})
+    except httpx.HTTPError as exc:
+        return WebhookFailure(HTTP_CONNECTION_FAILURE, f"GET {url}: {type(exc).__name__}: {exc}")
+    if response.is_error:
+        return WebhookFailure(
+            HTTP_RETRIEVAL_FAILURE, f"GET {url} answered HTTP {response.status_code}"
+        )
+    return FetchedMedia(response.content, response.headers.get("content-type"))

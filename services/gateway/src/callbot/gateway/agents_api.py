@@ -11,10 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from callbot.common.agents import Agent, DataField, FewShotMessage, LlmOptions, SpeechOptions
+from callbot.common.agents import (
+    Agent,
+    AgentAudio,
+    DataField,
+    FewShotMessage,
+    LlmOptions,
+    SpeechOptions,
+)
 from callbot.common.contracts import PERSISTENCE_RESPONSE_ADAPTER, AgentSave, AgentSaved, RpcFailure
 from callbot.common.mcp_servers import McpServerList
 from callbot.common.messaging import RpcError, RpcTimeout
+from callbot.common.object_storage import ObjectStorageUnavailable
+from callbot.gateway.agent_files_check import agent_file_errors
 from callbot.gateway.deps import Resources, require_api_key
 from callbot.gateway.mcp_check import mcp_errors
 from callbot.gateway.resources import GatewayResources
@@ -49,6 +58,10 @@ class _SpeechInput(SpeechOptions):
     model_config = _FORBID_UNKNOWN
 
 
+class _AudioInput(AgentAudio):
+    model_config = _FORBID_UNKNOWN
+
+
 class AgentDefinition(Agent):
     """An agent as a client writes it: the id comes from the URL (a body's
     `agent_id` must equal it), and persistence sets the version and the
@@ -62,6 +75,7 @@ class AgentDefinition(Agent):
     data_to_fill: tuple[_DataFieldInput, ...] = ()
     llm: _LlmInput = _LlmInput()
     speech: _SpeechInput = _SpeechInput()
+    audio: _AudioInput = _AudioInput()
     mcp: McpServerList = ()  # new saves take well-formed servers only
     version: SkipJsonSchema[int] = Field(default=1, exclude=True)
     created_at: SkipJsonSchema[datetime | None] = Field(default=None, exclude=True)
@@ -93,9 +107,10 @@ async def get_agent(agent_id: AgentId, resources: Resources) -> Agent:
     responses={
         422: {
             "description": "The definition is invalid (e.g. an unknown template placeholder, "
-            "an MCP server that is not allowed or cannot be reached)."
+            "an MCP server that is not allowed or cannot be reached, a knowledge document "
+            "or audio file that cannot be fetched or read)."
         },
-        503: {"description": "persistence could not be reached."},
+        503: {"description": "persistence or object storage could not be reached."},
         504: {"description": "persistence did not answer in time; retry (a PUT is idempotent)."},
     },
 )
@@ -147,8 +162,19 @@ async def store_agent(
             ]
         )
     mcp_problems = await mcp_errors(definition.mcp, resources.mcp)
-    if mcp_problems:
-        raise RequestValidationError(mcp_problems)
+    try:
+        file_problems = await agent_file_errors(
+            agent, resources.objects, resources.settings.s3_agent_files_bucket
+        )
+    except ObjectStorageUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"object storage is unreachable, so the agent's files cannot be checked ({exc}); "
+            "nothing was saved: retry",
+            headers={"Retry-After": "5"},
+        ) from exc
+    if mcp_problems or file_problems:
+        raise RequestValidationError([*mcp_problems, *file_problems])
     try:
         reply = await resources.rpc.call(
             resources.topology.persistence_rpc_queue,

@@ -30,6 +30,7 @@ from callbot.common.mongo import Document, callbot_database, create_mongo_client
 from callbot.common.object_storage import ObjectStore, S3ObjectStore
 from callbot.common.settings import Settings
 from callbot.common.startup import wait_for_mongodb
+from callbot.gateway.agent_audio import AgentAudioUrls
 from callbot.gateway.call_placing import CallClaims, CallPlacer
 from callbot.gateway.campaign_documents import CampaignDocuments
 from callbot.gateway.dialog_rpc import DialogRpc
@@ -102,8 +103,9 @@ class GatewayResources:
     mcp: McpClient  # lists an agent's MCP tools when it is saved
     campaigns: CampaignDocuments
     results: StoredResults  # the read API's listings
-    # Archived recordings (`GET /v1/calls/{id}/recording`).
+    # Archived recordings (`GET /v1/calls/{id}/recording`) and agent files.
     objects: ObjectStore
+    agent_audio: AgentAudioUrls  # presigned URLs of the agent's recorded lines
     claims: CallClaims
     mongo: AsyncMongoClient[Document]
     # What the reconciler reads: the quietest non-final calls, and agents.
@@ -177,6 +179,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[GatewayResources]:
             mcp=mcp,
             campaigns=CampaignDocuments(callbot_database(mongo, settings)),
             objects=objects,
+            agent_audio=AgentAudioUrls(objects, expires_s=settings.s3_presigned_url_ttl_s),
             calls=stored,
             placed_calls=PlacedCalls(stored, wait_s=settings.orphan_wait_ms / 1000),
         )

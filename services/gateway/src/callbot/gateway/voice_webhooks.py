@@ -87,9 +87,9 @@ async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
             ),
         )
         if reply is not None:
-            return _twiml(call_id, reply, resources)
+            return await _twiml(call_id, reply, resources)
         if is_machine(answered_by):
-            return _twiml(call_id, voicemail_fallback(call_id), resources)
+            return await _twiml(call_id, voicemail_fallback(call_id), resources)
         return _fallback_twiml(
             greeting_fallback(call_id), greeting_fallback_spoken(call_id, utcnow()), resources
         )
@@ -109,7 +109,7 @@ async def process_speech(webhook: Webhook, resources: Resources) -> TwimlRespons
         )
         reply = await resources.dialog.ask(turn)
         if reply is not None:
-            return _twiml(call_id, reply, resources)
+            return await _twiml(call_id, reply, resources)
         # dialog answers a call it knows; without its answer, ask MongoDB.
         if not await resources.placed_calls.placed(call_id):
             return _orphan_hangup(call_id, "speech", PROCESS_SPEECH_PATH)
@@ -148,7 +148,11 @@ async def _leave_voicemail(
         call_id=call_id, agent_id=agent_id, call_sid=call_sid, answered_by=answered_by
     )
     reply = await resources.dialog.ask(start) or voicemail_fallback(call_id)
-    twiml = render_reply_twiml(reply, resources.urls.process_speech(call_id, reply.next_seq))
+    twiml = render_reply_twiml(
+        reply,
+        resources.urls.process_speech(call_id, reply.next_seq),
+        await resources.agent_audio.url(reply.play),
+    )
     try:
         await resources.twilio.redirect(call_sid, twiml)
     except (TwilioApiError, TwilioUnreachable) as exc:
@@ -183,7 +187,7 @@ def _orphan_hangup(call_id: str, kind: str, path: str) -> TwimlResponse:
     )
 
 
-def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
+async def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> TwimlResponse:
     transport = reply.transport
     if isinstance(transport, ConversationRelayTransport) and reply.action == "gather":
         # The conversation goes on over the call's relay WebSocket.
@@ -199,7 +203,8 @@ def _twiml(call_id: str, reply: DialogReply, resources: GatewayResources) -> Twi
             )
         )
     action = resources.urls.process_speech(call_id, reply.next_seq)
-    return TwimlResponse(render_reply_twiml(reply, action))
+    audio_url = await resources.agent_audio.url(reply.play)
+    return TwimlResponse(render_reply_twiml(reply, action, audio_url))
 
 
 def _seq(raw: str) -> int:

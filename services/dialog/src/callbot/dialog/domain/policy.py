@@ -9,14 +9,18 @@ Order of precedence for a user turn:
    `system_complete`, `end_call` ends `user_goodbye`;
 4. if nothing ended the call, the limits: `max_turns`, then `max_duration`.
 Every line of the agent's own (reprompt, closing lines) is a template rendered
-with the call's data; the model's text is spoken as it is.
+with the call's data; the model's text is spoken as it is. A fixed line the
+agent has a recording for (`audio`) carries it (`Turn.audio`): gateway plays
+the file, and the rendered text stays the line's transcript.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from callbot.common.agents import AudioLine
 from callbot.common.calls import CallbackRequest, Turn
 from callbot.dialog.domain.actions import (
     EndCall,
@@ -32,20 +36,33 @@ from callbot.dialog.domain.session import Ending, Exchange, Rejection, Session
 from callbot.dialog.domain.validators import Rejected, region_of, validate_value
 
 
+@dataclass(frozen=True)
+class _Fixed:
+    """A fixed line of the agent's, by name (never confused with a model's text)."""
+
+    line: AudioLine
+
+
 def ask_for(description: str) -> str:
     return f"Could you tell me your {description}?"
 
 
 def greet(session: Session, now: datetime) -> Exchange:
-    greeting = Turn(seq=0, role="assistant", content=session.render(session.agent.greeting), at=now)
+    greeting = _fixed_line(session, "greeting", 0, now)
     return _exchange(session, (greeting,), session.data_collected)
 
 
 def leave_voicemail(session: Session, now: datetime) -> Exchange:
-    message = session.render(session.agent.voicemail_message)
-    turn = Turn(seq=session.next_seq, role="assistant", content=message, at=now)
+    turn = _fixed_line(session, "voicemail_message", session.next_seq, now)
     ending = Ending("voicemail", "answering machine")
     return _exchange(session, (turn,), session.data_collected, ending)
+
+
+def _fixed_line(session: Session, line: AudioLine, seq: int, now: datetime) -> Turn:
+    """One of the agent's fixed lines: its rendered text, and its recording if it has one."""
+    agent = session.agent
+    text = session.render(getattr(agent, line))
+    return Turn(seq=seq, role="assistant", content=text, at=now, audio=agent.audio.for_line(line))
 
 
 def answer_without_model(session: Session, heard: Turn, now: datetime) -> Exchange | None:
@@ -54,16 +71,18 @@ def answer_without_model(session: Session, heard: Turn, now: datetime) -> Exchan
     if heard.no_input:
         if session.no_input_streak(then=(heard,)) >= agent.max_no_input:
             ending = Ending("system_timeout", f"{agent.max_no_input} turns without input")
-            line = session.render(agent.timeout_message)
-            return _reply(session, heard, line, session.data_collected, ending, now)
+            return _reply(
+                session, heard, _Fixed("timeout_message"), session.data_collected, ending, now
+            )
         line = session.render(agent.reprompt_message)
         return _reply(session, heard, line, session.data_collected, None, now)
     if is_opt_out_request(heard.content):
         return _opt_out(session, heard, session.data_collected, "the callee asked", now)
     if is_closing_utterance(heard.content):
         ending = Ending("user_goodbye", "the callee said goodbye")
-        line = session.render(agent.goodbye_message)
-        return _reply(session, heard, line, session.data_collected, ending, now)
+        return _reply(
+            session, heard, _Fixed("goodbye_message"), session.data_collected, ending, now
+        )
     return None
 
 
@@ -103,14 +122,14 @@ def apply_model_answer(
         return _opt_out(session, heard, data, opt_out.reason or "the model's opt_out tool", now)
     if agent.data_to_fill and session.is_complete(data):
         ending = Ending("system_complete", "all required data collected")
-        return _reply(session, heard, session.render(agent.completion_message), data, ending, now)
+        return _reply(session, heard, _Fixed("completion_message"), data, ending, now)
     if callback is not None:
         request = CallbackRequest(when=callback.when, said=callback.said)
         ending = Ending("user_goodbye", callback.reason, request)
-        return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
+        return _reply(session, heard, _Fixed("goodbye_message"), data, ending, now)
     if goodbye is not None:
         ending = Ending("user_goodbye", goodbye.reason)
-        return _reply(session, heard, session.render(agent.goodbye_message), data, ending, now)
+        return _reply(session, heard, _Fixed("goodbye_message"), data, ending, now)
     return _reply(
         session, heard, _next_line(session, answer, data, rejections), data, None, now, rejections
     )
@@ -121,7 +140,7 @@ def _opt_out(
 ) -> Exchange:
     """The callee asked not to be called again: say the agent's polite closing line."""
     ending = Ending("opt_out", f"asked not to be called again: {reason}")
-    return _reply(session, heard, session.render(session.agent.opt_out_message), data, ending, now)
+    return _reply(session, heard, _Fixed("opt_out_message"), data, ending, now)
 
 
 def cut_short(session: Session, heard: Turn, sent: str, now: datetime) -> Exchange:
@@ -169,19 +188,23 @@ def _limit_reached(session: Session, spoken_seq: int, now: datetime) -> Ending |
 def _reply(
     session: Session,
     heard: Turn,
-    line: str,
+    line: str | _Fixed,
     data: dict[str, Any],
     ending: Ending | None,
     now: datetime,
     rejections: list[Rejection] | None = None,
 ) -> Exchange:
-    """The user turn and the assistant's line; the limits end a call nothing else ended."""
+    """The user turn and the assistant's line (text, or the name of a fixed
+    line of the agent's); the limits end a call nothing else ended."""
     spoken_seq = heard.seq + 1
     if ending is None:
         ending = _limit_reached(session, spoken_seq, now)
         if ending is not None:
-            line = session.render(session.agent.goodbye_message)
-    spoken = Turn(seq=spoken_seq, role="assistant", content=line, at=now)
+            line = _Fixed("goodbye_message")
+    if isinstance(line, _Fixed):
+        spoken = _fixed_line(session, line.line, spoken_seq, now)
+    else:
+        spoken = Turn(seq=spoken_seq, role="assistant", content=line, at=now)
     return _exchange(session, (heard, spoken), data, ending, tuple(rejections or ()))
 
 

@@ -2,14 +2,17 @@
 
 Messages, in this order: the agent's system prompt (rendered), its few-shot
 examples, the earlier conversations with this number, the history of this
-call (the new user turn last), and the status of the data still to collect.
-The history comes from the session's turns alone, so every replica that
-serves the call sends the model the same ordered conversation.
+call (the new user turn last), the knowledge passages retrieved for this turn
+(if any), and the status of the data still to collect. The history comes from
+the session's turns alone, so every replica that serves the call sends the
+model the same ordered conversation. What changes every turn (passages,
+status) comes after the conversation, so the start of the request stays the
+same from turn to turn (what providers' prompt caches reuse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +20,7 @@ from callbot.common.agents import Agent, DataField, LlmOptions
 from callbot.common.calls import Turn
 from callbot.dialog.domain.actions import END_CALL, RECORD_DATA
 from callbot.dialog.domain.opt_out import OPT_OUT_TOOL
+from callbot.dialog.domain.passages import Passage, knowledge_message
 from callbot.dialog.domain.session import Session
 
 NO_INPUT_PLACEHOLDER = "(the callee said nothing)"
@@ -31,15 +35,19 @@ class LlmRequest:
     options: LlmOptions
 
 
-def build_llm_request(session: Session, heard: Turn) -> LlmRequest:
+def build_llm_request(
+    session: Session, heard: Turn, passages: Sequence[Passage] = ()
+) -> LlmRequest:
     return LlmRequest(
-        messages=tuple(build_messages(session, heard)),
+        messages=tuple(build_messages(session, heard, passages)),
         tools=build_tools(session.agent),
         options=session.agent.llm,
     )
 
 
-def build_messages(session: Session, heard: Turn) -> list[ChatMessage]:
+def build_messages(
+    session: Session, heard: Turn, passages: Sequence[Passage] = ()
+) -> list[ChatMessage]:
     agent = session.agent
     messages: list[ChatMessage] = [{"role": "system", "content": session.render(agent.prompt)}]
     messages += [{"role": shot.role, "content": shot.content} for shot in agent.few_shot]
@@ -52,6 +60,8 @@ def build_messages(session: Session, heard: Turn) -> list[ChatMessage]:
             }
         )
     messages += history_messages([*session.turns, heard])
+    if passages:
+        messages.append({"role": "system", "content": knowledge_message(passages)})
     messages.append({"role": "system", "content": collection_status(session)})
     return messages
 

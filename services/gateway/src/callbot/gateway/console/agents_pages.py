@@ -66,15 +66,17 @@ async def _agent_page(
     status_code: int = 200,
 ) -> Response:
     agent = await page.resources.documents.agent(agent_id)
-    if agent is None and definition is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_id!r} not found")
+    if definition is None:
+        if agent is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"agent {agent_id!r} not found")
+        definition = editable_json(agent)
     emulated = page.resources.settings.twilio_api_base_url != TWILIO_API
     return page.render(
         "agent.html",
         status_code=status_code,
         agent_id=agent_id,
         agent=agent,
-        definition=definition if definition is not None else editable_json(agent),  # type: ignore[arg-type]
+        definition=definition,
         errors=errors or [],
         call_errors=call_errors or [],
         saved=saved,

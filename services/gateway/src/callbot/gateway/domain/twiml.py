@@ -23,11 +23,14 @@ _DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 _HANGUP = "<Hangup />"
 
 
-def render_reply_twiml(reply: DialogReply, gather_action_url: str) -> str:
-    """The TwiML for a dialog reply: speak, then listen at `gather_action_url`
-    or hang up. `gather_action_url` is ignored for a hang-up."""
+def render_reply_twiml(
+    reply: DialogReply, gather_action_url: str, audio_url: str | None = None
+) -> str:
+    """The TwiML for a dialog reply: speak (or `<Play>` `audio_url`, the reply's
+    recording), then listen at `gather_action_url` or hang up.
+    `gather_action_url` is ignored for a hang-up."""
     if reply.action == "hangup":
-        return render_hangup_twiml(reply)
+        return render_hangup_twiml(reply, audio_url)
     spec = reply.gather
     gather = _element(
         "Gather",
@@ -42,17 +45,19 @@ def render_reply_twiml(reply: DialogReply, gather_action_url: str) -> str:
             ("speechTimeout", spec.speech_timeout),
             ("timeout", spec.timeout_s),
         ),
-        _say(reply),
+        _say(reply, audio_url),
     )
     return _document(gather)
 
 
-def render_hangup_twiml(reply: DialogReply) -> str:
-    """Speak the reply (if any), then hang up."""
-    return _document(_say(reply) + _HANGUP)
+def render_hangup_twiml(reply: DialogReply, audio_url: str | None = None) -> str:
+    """Speak (or play) the reply, if any, then hang up."""
+    return _document(_say(reply, audio_url) + _HANGUP)
 
 
-def _say(reply: DialogReply) -> str:
+def _say(reply: DialogReply, audio_url: str | None) -> str:
+    if audio_url is not None:
+        return _element("Play", (), _escape_text(audio_url))
     if not reply.say:
         return ""
     attributes = (("language", reply.language), ("voice", reply.voice))
