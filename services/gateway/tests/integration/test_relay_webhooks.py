@@ -16,7 +16,7 @@ from callbot.common.messaging import Topology
 from callbot.common.settings import Settings
 from callbot.common.transport import ConversationRelayTransport
 
-pytestmark = pytest.mark.rabbit
+pytestmark = [pytest.mark.rabbit, pytest.mark.mongo, pytest.mark.usefixtures("placed_calls")]
 
 ANSWERED = {"CallSid": "CA100", "AccountSid": "AC1", "CallStatus": "in-progress"}
 
