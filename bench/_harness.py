@@ -183,7 +183,12 @@ class PlacedCall:
 
 
 async def place_calls(
-    api: httpx.AsyncClient, count: int, *, in_flight: int = 8, timeout_s: float = 60.0
+    api: httpx.AsyncClient,
+    count: int,
+    *,
+    in_flight: int = 8,
+    timeout_s: float = 60.0,
+    agent_id: str = "bench",
 ) -> list[PlacedCall]:
     """`count` calls through `POST /v1/calls`, returned once each is answered and
     greeted (the greeting is in the stored document), `in_flight` at a time."""
@@ -192,7 +197,7 @@ async def place_calls(
     async def one() -> PlacedCall:
         async with gate:
             to = f"+1415{2_000_000 + next(_numbers)}"  # valid San Francisco numbers
-            created = await api.post("/v1/calls", json={"agent_id": "bench", "to": to})
+            created = await api.post("/v1/calls", json={"agent_id": agent_id, "to": to})
             created.raise_for_status()
             call = PlacedCall(created.json()["call_id"], created.json()["call_sid"])
             give_up_at = time.monotonic() + timeout_s

@@ -394,6 +394,21 @@ class EventTap:
             for turn in event["turns"]
         ]
 
+    def turns_heard(self, call_id: str) -> set[tuple[int, str]]:
+        """`(seq, content)` of the turns the events say the callee said and
+        heard: dialog's (`call.turn`) and gateway's (`call.fallback`), where a
+        fallback line holds its seq over a late reply of dialog's."""
+        heard = dict(self.turns_published(call_id))
+        for event in self.of_type("call.fallback"):
+            if event.get("call_id") != call_id:
+                continue
+            for turn in event["turns"]:
+                if turn.get("fallback"):
+                    heard[turn["seq"]] = turn["content"]
+                else:
+                    heard.setdefault(turn["seq"], turn["content"])
+        return set(heard.items())
+
     async def _declare(self) -> None:
         async with await aio_pika.connect(self._url) as connection:
             channel = await connection.channel()

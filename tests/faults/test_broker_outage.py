@@ -72,10 +72,11 @@ def ready(stack: RunningStack) -> int:
 
 
 def assert_every_confirmed_event_stored(tap: EventTap, document: dict[str, Any]) -> None:
-    """What the broker confirmed reached the document: every turn, the newest status."""
+    """What the broker confirmed reached the document: every turn the callee
+    said and heard (dialog's, and gateway's fallback lines), the newest status."""
     call_id = document["_id"]
     events = [event for event in tap.drain() if event.get("call_id") == call_id]
-    published_turns = set(tap.turns_published(call_id))
+    published_turns = tap.turns_heard(call_id)
     stored_turns = {(turn["seq"], turn["content"]) for turn in document["turns"]}
     assert published_turns == stored_turns, (published_turns ^ stored_turns, call_id)
     statuses = [event for event in events if event["type"] == "call.status"]
