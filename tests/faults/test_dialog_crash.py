@@ -15,6 +15,7 @@ complete ordered history, and the transcript has no gap and no duplicate.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -41,6 +42,8 @@ AGENT_ID = "crash"
 # tells which replica sent it.
 MODEL_A, MODEL_B = "dialog-a", "dialog-b"
 HELD_BACK_S = 30.0  # far longer than any turn's budget: only the kill ends the wait
+DEADLINE_MS = 8000  # room for the broker to hand a dead replica's request to another one
+HELD_S = 7.0  # the agent's model time limit: most of the deadline
 
 
 def held_back_once(pattern: str) -> dict[str, Any]:
@@ -55,10 +58,13 @@ def answer(pattern: str, text: str, *tool_calls: dict[str, Any]) -> dict[str, An
 @pytest.fixture(scope="module")
 def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
     return StackOptions(
-        agents={AGENT_ID: agent_definition(few_shot=[], past_calls=0)},
+        # The model may take nearly the whole turn, so a held-back request stays
+        # in its replica's hands until the test kills it, however loaded the
+        # machine (with the default 3 s, the replica would give up first and
+        # speak the fallback line itself).
+        agents={AGENT_ID: agent_definition(few_shot=[], past_calls=0, llm={"timeout_s": HELD_S})},
         openai_base_url=fake_llm.base_url,
-        # Room for the broker to hand a dead replica's request to another one.
-        dialog_deadline_ms=8000,
+        dialog_deadline_ms=DEADLINE_MS,
         extra_env={"LLM_MODEL": MODEL_A},
     )
 
@@ -131,16 +137,22 @@ def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
         ],
     )
 
-    # First kill: whichever replica holds the email turn.
+    # First kill: whichever replica holds the email turn. It restarts in the
+    # background while the call goes on, so the next held-back turn is seen
+    # (and killed) as soon as it arrives, not after the restart.
     held = wait_for_llm_request(fake_llm, "example dot com", after=0)
     first_victim = held.body["model"]
     replicas[first_victim].kill()
-    replicas[first_victim].start()
-    restarted_from = len(fake_llm.control.requests())
-    # Second kill, after the restart: whichever replica holds that turn.
-    held_again = wait_for_llm_request(fake_llm, "still there", after=held.index + 1)
-    second_victim = held_again.body["model"]
-    replicas[second_victim].kill()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        restarted = background.submit(replicas[first_victim].start)
+        # Second kill: whichever replica holds that turn (the restarted one
+        # only once it is up).
+        held_again = wait_for_llm_request(fake_llm, "still there", after=held.index + 1)
+        second_victim = held_again.body["model"]
+        if second_victim == first_victim:
+            restarted.result()
+        replicas[second_victim].kill()
+    restarted.result()
     replicas[second_victim].start()
 
     played = stack.played(call)
@@ -157,7 +169,7 @@ def test_killed_replica_hands_its_turn_to_the_other_and_comes_back(
         served = [r for r in requests if re.search(pattern, last_user_line(r))]
         assert [r.body["model"] for r in served][-1] != victim, served
     # The restarted replica took part again.
-    assert first_victim in {r.body["model"] for r in requests[restarted_from:]}
+    assert first_victim in {r.body["model"] for r in requests[held.index + 1 :]}
     assert_every_request_had_the_whole_history(requests, document)
     # No turn needed gateway's fallback: the other replica answered in time.
     assert played.lines("agent")[1:] == [
