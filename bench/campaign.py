@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from collections import Counter
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,8 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from _harness import STANDIN_NOTE, CpuMeter, commit, machine_line, rss_mib
 from campaigns_harness import (
     AGENT,
+    EXPECTED,
     SCENARIOS,
     afternoon_zone,
+    campaign_body,
+    double_dials,
     max_calls_in_any_second,
 )
 
@@ -43,7 +48,7 @@ from callbot.testkit.mongo_standin import start_standin_process
 from callbot.testkit.stack import API_KEY, CallbotStack, StackConfig
 
 EVERY_DAY = '["mon","tue","wed","thu","fri","sat","sun"]'
-KINDS = ["answers", "busy", "no_answer", "voicemail", "hangs_up", "fails", "opts_out"]
+KINDS = list(EXPECTED)
 
 
 def number(index: int) -> str:
@@ -110,14 +115,8 @@ def run_campaign(stack: CallbotStack, api: httpx.Client, recipients: int, cps: f
     rows += [f"+1646{index:03d},{zone},bad" for index in range(10)]  # invalid numbers
     rows += [f"{number(index)},{zone},dupe" for index in range(10)]  # duplicates
     csv_text = "to,timezone,name\n" + "\n".join(rows) + "\n"
-    settings = (
-        f'{{"agent_id": "bench", "schedule": {{"days": {EVERY_DAY}}}, '
-        f'"pacing": {{"calls_per_second": {cps}, "max_concurrent": 200}}, '
-        '"retry": {"no_answer": {"max_attempts": 3, "delay_s": 1}, '
-        '"busy": {"max_attempts": 2, "delay_s": 1}, "failed": {"max_attempts": 1, "delay_s": 1}, '
-        '"voicemail": {"max_attempts": 2, "delay_s": 1}, '
-        '"data_incomplete": {"max_attempts": 1, "delay_s": 1}}}'
-    )
+    settings = campaign_body("bench", [], pacing={"calls_per_second": cps, "max_concurrent": 200})
+    del settings["recipients"]  # they come as the CSV
     campaigns = stack.campaigns_replicas[0]
     assert campaigns.pid is not None
     meter = CpuMeter(
@@ -137,7 +136,7 @@ def run_campaign(stack: CallbotStack, api: httpx.Client, recipients: int, cps: f
     started = time.monotonic()
     response = api.post(
         "/v1/campaigns",
-        data={"campaign": settings},
+        data={"campaign": json.dumps(settings)},
         files={"recipients": ("list.csv", csv_text.encode(), "text/csv")},
     )
     response.raise_for_status()
@@ -149,20 +148,30 @@ def run_campaign(stack: CallbotStack, api: httpx.Client, recipients: int, cps: f
     counters = body["counters"]
     placed = counters["calls_placed"]
     calls = [call for call in control.calls() if call.to.startswith("+1646")]
-    per_number = Counter(call.to for call in calls)
-    attempts = {
-        row["to"]: len(row["tries"])
-        for row in api.get(f"/v1/campaigns/{campaign_id}/attempts", params={"limit": 1000}).json()[
-            "items"
-        ]
-    }
-    double = sum(1 for to, count in per_number.items() if attempts.get(to, count) < count)
+    attempts = every_attempt(api, campaign_id)
+    kind_of = {f"R{index}": KINDS[index % len(KINDS)] for index in range(recipients - 40)}
+    wrong = [
+        attempt
+        for attempt in attempts
+        if attempt["fields"].get("name") in kind_of
+        and (attempt["state"], len(attempt["tries"]))
+        != EXPECTED[kind_of[attempt["fields"]["name"]]]
+    ]
+    ends = Counter(
+        attempt["skip_reason"] if attempt["state"] == "skipped" else attempt["state"]
+        for attempt in attempts
+    )
+    doubles = double_dials(calls, attempts)
     print(f"counters: {counters}")
+    print(
+        f"{len(attempts)} rows: final states {dict(ends)}; rows whose state or tries differ "
+        f"from the retry policy: {len(wrong)} {wrong[:3]}"
+    )
     print(
         f"{placed} calls placed in {elapsed:.1f}s: {placed / elapsed:.1f} attempts/s "
         f"(setting {cps}/s, 25% guard: {cps / 1.25:.1f}/s); emulator saw {len(calls)} calls, "
         f"most in any 1 s window {max_calls_in_any_second(calls)}; "
-        f"numbers dialed more often than their tries: {double}"
+        f"double dials (calls != tries, or two at once): {len(doubles)} {doubles[:3]}"
     )
     used = meter.used_s()
     thousands = max(placed, 1) / 1000
@@ -171,6 +180,19 @@ def run_campaign(stack: CallbotStack, api: httpx.Client, recipients: int, cps: f
         + ", ".join(f"{name} {seconds / thousands:.2f}" for name, seconds in used.items())
         + f"; total {sum(used.values()) / thousands:.2f}"
     )
+
+
+def every_attempt(api: httpx.Client, campaign_id: str) -> list[dict[str, Any]]:
+    """Every row of the campaign, page by page."""
+    rows: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        page = api.get(
+            f"/v1/campaigns/{campaign_id}/attempts", params={"after": after, "limit": 1000}
+        ).json()
+        rows += [{"tries": [], "fields": {}, "skip_reason": None} | row for row in page["items"]]
+        after = page["next_after"]
+    return rows
 
 
 def upload(stack: CallbotStack, api: httpx.Client, rows: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from campaigns_harness import (
+    EXPECTED,
     CampaignStack,
     afternoon_zone,
     assert_no_double_dials,
@@ -25,17 +26,6 @@ from campaigns_harness import (
 from e2e_harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbit, pytest.mark.mongo]
-
-# kind of recipient -> (final state, attempts made) under campaign_body's policy
-EXPECTED: dict[str, tuple[str, int]] = {
-    "answers": ("completed", 1),
-    "busy": ("failed", 2),
-    "no_answer": ("failed", 3),
-    "voicemail": ("failed", 2),
-    "hangs_up": ("completed", 1),  # data incomplete, no retry allowed: the call was held
-    "fails": ("failed", 1),
-    "opts_out": ("skipped", 1),  # asked mid-call not to be called again: never retried
-}
 
 
 @pytest.fixture(scope="module")
