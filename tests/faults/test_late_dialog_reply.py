@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 from faults_harness import (
+    EventTap,
+    PlacedCall,
     RunningStack,
     StackOptions,
     agent_definition,
+    last_user_line,
     llm_rule,
     place_call_saying,
     record_data,
@@ -34,15 +37,56 @@ from callbot.testkit.fake_openai import FakeOpenAIProcess
 pytestmark = pytest.mark.faults
 
 AGENT_ID = "late-dialog"
+RELAY_AGENT_ID = "late-dialog-relay"
 NAME_FIELD = [{"name": "full_name", "description": "full name", "type": "string"}]
 
 
 @pytest.fixture(scope="module")
 def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
     return StackOptions(
-        agents={AGENT_ID: agent_definition(data_to_fill=NAME_FIELD, few_shot=[], past_calls=0)},
+        agents={
+            AGENT_ID: agent_definition(data_to_fill=NAME_FIELD, few_shot=[], past_calls=0),
+            RELAY_AGENT_ID: agent_definition(
+                data_to_fill=NAME_FIELD,
+                few_shot=[],
+                past_calls=0,
+                transport={"type": "conversation_relay"},
+            ),
+        },
         openai_base_url=fake_llm.base_url,
     )
+
+
+def answer_late(stack: RunningStack, fake_llm: FakeOpenAIProcess, call: PlacedCall) -> None:
+    """Freeze dialog while the LLM works on the callee's name, until gateway's
+    fallback line is stored (past the deadline, gateway spoke it and said so
+    with `call.fallback`); thawed, dialog finishes its reply, late."""
+    wait_until(
+        lambda: any("My name is" in str(r.body["messages"]) for r in fake_llm.control.requests()),
+        "dialog to ask the LLM about the name",
+    )
+    dialog_pid = stack.dialog.pid
+    assert dialog_pid is not None
+    os.kill(dialog_pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: any(t.get("fallback") for t in stack.document(call.call_id)["turns"]),
+            "gateway's fallback line stored",
+            timeout_s=30,
+        )
+    finally:
+        os.kill(dialog_pid, signal.SIGCONT)
+
+
+def published_lines(tap: EventTap, call: PlacedCall, *, seq: int) -> list[str]:
+    """The lines dialog's `call.turn` events of the call put at `seq`."""
+    return [
+        turn["content"]
+        for event in tap.of_type("call.turn")
+        if event["call_id"] == call.call_id
+        for turn in event["turns"]
+        if turn["seq"] == seq
+    ]
 
 
 def test_the_stored_line_is_the_fallback_the_callee_heard_not_the_late_reply(
@@ -62,22 +106,7 @@ def test_the_stored_line_is_the_fallback_the_callee_heard_not_the_late_reply(
     call = place_call_saying(
         stack, AGENT_ID, "+15005550531", ["My name is Ada Lovelace.", "Ada Lovelace."]
     )
-    wait_until(
-        lambda: any("My name is" in str(r.body["messages"]) for r in fake_llm.control.requests()),
-        "dialog to ask the LLM about the name",
-    )
-    dialog_pid = stack.dialog.pid
-    assert dialog_pid is not None
-    os.kill(dialog_pid, signal.SIGSTOP)
-    try:
-        # Past the deadline: gateway spoke its line, and said so (call.fallback).
-        wait_until(
-            lambda: any(t.get("fallback") for t in stack.document(call.call_id)["turns"]),
-            "gateway's fallback line stored",
-            timeout_s=30,
-        )
-    finally:
-        os.kill(dialog_pid, signal.SIGCONT)
+    answer_late(stack, fake_llm, call)
     [(document, played)] = stack.finished([call])
 
     heard = played.lines("agent")
@@ -94,13 +123,7 @@ def test_the_stored_line_is_the_fallback_the_callee_heard_not_the_late_reply(
         "Ada Lovelace.",
     ]
     # dialog did answer the name, late: that reply was published, and not kept.
-    late = [
-        turn["content"]
-        for event in tap.of_type("call.turn")
-        if event["call_id"] == call.call_id
-        for turn in event["turns"]
-        if turn["seq"] == 2
-    ]
+    late = published_lines(tap, call, seq=2)
     assert late
     assert TURN_FALLBACK not in late
     assert document["data_collected"] == {"full_name": "Ada Lovelace"}
@@ -116,3 +139,51 @@ def test_the_stored_line_is_the_fallback_the_callee_heard_not_the_late_reply(
 
 def _line(turn: dict[str, Any]) -> tuple[int, str, str, bool]:
     return (turn["seq"], turn["role"], turn["content"], turn.get("fallback", False))
+
+
+def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
+    stack: RunningStack, fake_llm: FakeOpenAIProcess
+) -> None:
+    """The same late reply on a ConversationRelay call: gateway speaks its
+    fallback line over the socket, stores it (`call.fallback`), and the
+    model's next request holds that line, not the late reply."""
+    fake_llm.control.reset()
+    fake_llm.control.add_rules(
+        [
+            llm_rule("^My name is", {"text": "Thank you, Ada!", "delay_s": 1.0}),
+            llm_rule("^Ada Lovelace", {
+                "text": "Thank you!", "tool_calls": [record_data("full_name", "Ada Lovelace")]}),
+        ]
+    )  # fmt: skip
+    tap = stack.tap("call.turn")
+    call = place_call_saying(
+        stack, RELAY_AGENT_ID, "+15005550532", ["My name is Ada Lovelace.", "Ada Lovelace."]
+    )
+    answer_late(stack, fake_llm, call)
+    [(document, played)] = stack.finished([call])
+
+    assert [reply.text for reply in played.relay_replies][1] == TURN_FALLBACK
+    heard = played.lines("agent")
+    turns = document["turns"]
+    # The stored assistant turns are exactly the lines the callee heard (the
+    # last one: the model's words over the socket, then the closing <Say>).
+    assistant = [t["content"] for t in turns if t["role"] == "assistant"]
+    assert heard[:-2] == assistant[:-1]
+    assert " ".join(heard[-2:]) == assistant[-1]
+    assert [(t["seq"], t["role"]) for t in turns] == [
+        (seq, "assistant" if seq % 2 == 0 else "user") for seq in range(5)
+    ]
+    assert (turns[2]["content"], turns[2]["fallback"]) == (TURN_FALLBACK, True)
+    # dialog answered the name late: published, not kept.
+    late = published_lines(tap, call, seq=2)
+    assert late
+    assert TURN_FALLBACK not in late
+    # The model's next request builds on what the callee heard.
+    [after] = [r for r in fake_llm.control.requests() if last_user_line(r) == "Ada Lovelace."]
+    history = [(m["role"], m["content"]) for m in after.body["messages"] if m["role"] != "system"]
+    assert ("assistant", TURN_FALLBACK) in history
+    assert not any(content in late for role, content in history if role == "assistant")
+    assert (document["ended_by"], document["data_collected"]) == (
+        "system_complete",
+        {"full_name": "Ada Lovelace"},
+    )

@@ -6,10 +6,15 @@ import logging
 
 from fastapi import HTTPException, status
 
-from callbot.common.contracts import Event
+from callbot.common.contracts import CallFallbackSpoken, Event
 from callbot.common.messaging import EventPublisher, PublishFailed
 
 log = logging.getLogger(__name__)
+
+# What the callee heard instead of dialog's reply is published for long enough
+# to outlast a broker restart: dialog often misses the deadline because the
+# broker is away. The callee never waits on it.
+FALLBACK_PUBLISH_TIMEOUT_S = 30.0
 
 
 async def publish_or_503(publisher: EventPublisher, event: Event) -> None:
@@ -39,3 +44,14 @@ async def publish_best_effort(
         )
         return False
     return True
+
+
+async def publish_fallback_spoken(publisher: EventPublisher, spoken: CallFallbackSpoken) -> bool:
+    """`call.fallback`: the callee heard gateway's fallback line instead of
+    dialog's reply (Gather and ConversationRelay alike)."""
+    return await publish_best_effort(
+        publisher,
+        spoken,
+        timeout_s=FALLBACK_PUBLISH_TIMEOUT_S,
+        consequence="the stored transcript lacks the fallback line the callee heard",
+    )

@@ -10,6 +10,12 @@ reply sends `end` with the closing line in `handoffData`; Twilio then asks the
 `<Connect action>` URL what next, and gateway answers with that line and a
 hang-up. The socket closing (the call ended, or dropped) cancels any answer in
 progress; the call is then finalized from Twilio's status callbacks as today.
+
+When dialog gives no usable reply within the turn deadline, the callee hears
+gateway's fallback line, stored as on the Gather path: `call.fallback` (the
+utterance and the line at `seq + 1`, where dialog's late reply, if any, gives
+way), the next input goes to `seq + 2` with `after_fallback`, so dialog puts
+the line in its session in place of whatever it answered too late.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from callbot.common.contracts import (
 from callbot.common.logs import log_context
 from callbot.common.messaging import RpcError, RpcStream
 from callbot.common.streaming import still_to_send
-from callbot.gateway.domain.fallback import turn_fallback
+from callbot.gateway.domain.fallback import turn_fallback, turn_fallback_spoken
 from callbot.gateway.domain.relay import (
     CALL_ID_PARAMETER,
     GREETING_PARAMETER,
@@ -48,7 +54,7 @@ from callbot.gateway.domain.relay import (
     RelayText,
 )
 from callbot.gateway.metrics import DIALOG_FALLBACKS
-from callbot.gateway.publishing import publish_best_effort
+from callbot.gateway.publishing import publish_best_effort, publish_fallback_spoken
 from callbot.gateway.resources import GatewayResources
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,11 @@ class RelayConversation:
         # The line last cut by an interrupt: it goes with the next turn too, so
         # dialog answers from what was heard whichever message reaches it first.
         self._cut: Turn | None = None
+        # The callee heard the fallback line just before the next turn.
+        self._after_fallback = False
+        # `call.fallback` publishes in flight: the next turn does not wait on
+        # them, and the socket closing does not cancel them.
+        self._publishing: set[asyncio.Task[bool]] = set()
 
     async def run(self) -> None:
         with log_context(call_id=self._call_id):
@@ -88,6 +99,7 @@ class RelayConversation:
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
                 log.info("relay socket closed", extra={"next_seq": self._next_seq})
+                await asyncio.gather(*self._publishing)
 
     async def _read(self) -> None:
         try:
@@ -153,8 +165,15 @@ class RelayConversation:
     async def _answer(self, speech: str) -> None:
         seq = self._next_seq
         line = _Line(seq=seq + 1)
-        turn = DialogTurn(call_id=self._call_id, seq=seq, speech=speech, interrupted_line=self._cut)
+        turn = DialogTurn(
+            call_id=self._call_id,
+            seq=seq,
+            speech=speech,
+            after_fallback=self._after_fallback,
+            interrupted_line=self._cut,
+        )
         self._cut = None
+        self._after_fallback = False
         stream: RpcStream[DialogReply | RpcFailure] | None = None
         reply: DialogReply | RpcFailure | None = None
         deadline_s = self._resources.settings.dialog_deadline_ms / 1000
@@ -181,9 +200,7 @@ class RelayConversation:
         if not isinstance(reply, DialogReply):
             if isinstance(reply, RpcFailure):
                 _count_fallback("rpc_failure", f"{reply.code}: {reply.message}")
-            fallback = turn_fallback(self._call_id, seq)
-            await self._send(RelayText(token=fallback.say, last=True))
-            self._line = _Line(seq=-1, sent=fallback.say)  # not stored: no turn to cut
+            await self._fall_back(turn)
             return
         self._next_seq = reply.next_seq
         self._line = _Line(seq=reply.next_seq - 1, sent=line.sent)
@@ -191,6 +208,25 @@ class RelayConversation:
             await self._end(reply, still_to_send(line.sent, reply.say).strip())
         else:
             await self._send(RelayText(token="", last=True))
+
+    async def _fall_back(self, turn: DialogTurn) -> None:
+        """Speak the fallback line in place of dialog's reply, and store it as
+        the Gather path does (`call.fallback`); the next turn follows it."""
+        fallback = turn_fallback(self._call_id, turn.seq)
+        await self._send(RelayText(token=fallback.say, last=True))
+        # Stored whole, even when the callee speaks over it: a cut line at its
+        # seq would race `call.fallback` for that seq in the call document.
+        self._line = _Line(seq=-1, sent=fallback.say)
+        self._next_seq = fallback.next_seq
+        self._after_fallback = True
+        publishing = asyncio.create_task(
+            publish_fallback_spoken(
+                self._resources.publisher, turn_fallback_spoken(turn, utcnow())
+            ),
+            name=f"relay-fallback-{self._call_id}",
+        )
+        self._publishing.add(publishing)
+        publishing.add_done_callback(self._publishing.discard)
 
     async def _end(self, reply: DialogReply, closing: str) -> None:
         """The call ends: `end` now; the closing line is spoken by the

@@ -44,7 +44,11 @@ from callbot.gateway.domain.relay import relay_socket_url, render_relay_twiml
 from callbot.gateway.domain.twiml import render_hangup_twiml, render_reply_twiml
 from callbot.gateway.domain.webhook_form import optional_float, required_field
 from callbot.gateway.placed_calls import record_orphan
-from callbot.gateway.publishing import publish_best_effort, publish_or_503
+from callbot.gateway.publishing import (
+    publish_best_effort,
+    publish_fallback_spoken,
+    publish_or_503,
+)
 from callbot.gateway.resources import GatewayResources
 from callbot.gateway.twilio_rest import TwilioApiError, TwilioUnreachable
 from callbot.gateway.twiml_response import TwimlResponse
@@ -52,11 +56,6 @@ from callbot.gateway.twiml_response import TwimlResponse
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-
-# What the callee heard instead of dialog's reply is published once the TwiML
-# is sent (the callee never waits on it), and for long enough to outlast a
-# broker restart: dialog often misses the deadline because the broker is away.
-FALLBACK_PUBLISH_TIMEOUT_S = 30.0
 
 
 @router.post(ANSWER_PATH, response_class=TwimlResponse)
@@ -170,13 +169,7 @@ def _fallback_twiml(
     """The fallback reply, listening after it with `after=fallback`; `call.fallback`
     is published once the answer is sent (Starlette runs the background task)."""
     action = resources.urls.process_speech(reply.call_id, reply.next_seq, after_fallback=True)
-    publish = BackgroundTask(
-        publish_best_effort,
-        resources.publisher,
-        spoken,
-        timeout_s=FALLBACK_PUBLISH_TIMEOUT_S,
-        consequence="the stored transcript lacks the fallback line the callee heard",
-    )
+    publish = BackgroundTask(publish_fallback_spoken, resources.publisher, spoken)
     return TwimlResponse(render_reply_twiml(reply, action), background=publish)
 
 
