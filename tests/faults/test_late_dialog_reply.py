@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.faults
 
 AGENT_ID = "late-dialog"
 RELAY_AGENT_ID = "late-dialog-relay"
+VOICEMAIL_AGENT_IDS = {"sync": "late-dialog-voicemail-sync", "async": "late-dialog-voicemail-async"}
+VOICEMAIL = "Hello {recipient.name}, this is Ava from {agent.name}. We will call you back later."
 NAME_FIELD = [{"name": "full_name", "description": "full name", "type": "string"}]
 
 
@@ -52,6 +56,12 @@ def stack_options(fake_llm: FakeOpenAIProcess) -> StackOptions:
                 past_calls=0,
                 transport={"type": "conversation_relay"},
             ),
+            **{
+                agent_id: agent_definition(
+                    machine_detection=detection, voicemail_message=VOICEMAIL, past_calls=0
+                )
+                for detection, agent_id in VOICEMAIL_AGENT_IDS.items()
+            },
         },
         openai_base_url=fake_llm.base_url,
     )
@@ -65,17 +75,29 @@ def answer_late(stack: RunningStack, fake_llm: FakeOpenAIProcess, call: PlacedCa
         lambda: any("My name is" in str(r.body["messages"]) for r in fake_llm.control.requests()),
         "dialog to ask the LLM about the name",
     )
+    with dialog_frozen(stack):
+        wait_for_fallback_stored(stack, call)
+
+
+@contextmanager
+def dialog_frozen(stack: RunningStack) -> Iterator[None]:
     dialog_pid = stack.dialog.pid
     assert dialog_pid is not None
     os.kill(dialog_pid, signal.SIGSTOP)
     try:
-        wait_until(
-            lambda: any(t.get("fallback") for t in stack.document(call.call_id)["turns"]),
-            "gateway's fallback line stored",
-            timeout_s=30,
-        )
+        yield
     finally:
         os.kill(dialog_pid, signal.SIGCONT)
+
+
+def wait_for_fallback_stored(stack: RunningStack, call: PlacedCall) -> None:
+    wait_until(
+        lambda: any(
+            t.get("fallback") for t in (stack.document(call.call_id) or {}).get("turns", [])
+        ),
+        "gateway's fallback line stored",
+        timeout_s=30,
+    )
 
 
 def published_lines(tap: EventTap, call: PlacedCall, *, seq: int) -> list[str]:
@@ -187,3 +209,42 @@ def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
         "system_complete",
         {"full_name": "Ada Lovelace"},
     )
+
+
+@pytest.mark.parametrize(("detection", "to"), [("sync", "+15005550533"), ("async", "+15005550534")])
+def test_a_machine_gets_the_agents_voicemail_message_when_dialog_is_late(
+    stack: RunningStack, detection: str, to: str
+) -> None:
+    """sync: dialog is frozen before the answer webhook asks it for the message.
+    async: dialog greets, and is frozen before machine detection's result comes.
+    Either way gateway leaves the agent's own message, rendered for the call,
+    and stores it: what is stored is what the machine heard."""
+    # Detection takes long enough at real speed for the greeting to be stored first.
+    scenario = {
+        "to": to,
+        "speed": 1,
+        "answered_by": "machine_end_beep",
+        "amd_duration_ms": 3000,
+        "steps": [],
+    }
+    stack.emulator.add_scenario(scenario)
+    if detection == "sync":
+        with dialog_frozen(stack):
+            call = stack.place_call(VOICEMAIL_AGENT_IDS[detection], to, {"name": "Ada"})
+            wait_for_fallback_stored(stack, call)
+    else:
+        call = stack.place_call(VOICEMAIL_AGENT_IDS[detection], to, {"name": "Ada"})
+        stack.wait_for_greeting(call)
+        with dialog_frozen(stack):
+            wait_for_fallback_stored(stack, call)
+    [(document, played)] = stack.finished([call])
+
+    message = "Hello Ada, this is Ava from Acme Support. We will call you back later."
+    heard = played.lines("agent")
+    assert played.answered_by == "machine_end_beep"
+    assert heard[-1] == message
+    assert len(heard) == (1 if detection == "sync" else 2)
+    assert [t["content"] for t in document["turns"]] == heard
+    line = document["turns"][-1]
+    assert (line["seq"], line["role"], line["fallback"]) == (len(heard) - 1, "assistant", True)
+    assert (document["answered_by"], document["ended_by"]) == ("machine_end_beep", "voicemail")

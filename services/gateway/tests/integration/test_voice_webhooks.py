@@ -14,13 +14,16 @@ from gateway_harness import (
     PUBLIC_URL,
     EventTap,
     FakeTwilio,
+    demo_agent,
     gateway_settings,
     post_webhook,
     reply_for,
     scripted_dialog,
 )
 from prometheus_client import REGISTRY
+from pymongo.asynchronous.database import AsyncDatabase
 
+from callbot.common.calls import Turn
 from callbot.common.contracts import (
     CallAnswered,
     CallAnsweredBy,
@@ -30,12 +33,16 @@ from callbot.common.contracts import (
     DialogTurn,
     Message,
     RpcFailure,
+    utcnow,
 )
 from callbot.common.messaging import Topology
+from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.common.settings import Settings
 from callbot.gateway.domain.fallback import GREETING_FALLBACK, TURN_FALLBACK
 
 pytestmark = [pytest.mark.rabbit, pytest.mark.mongo, pytest.mark.usefixtures("placed_calls")]
+
+VOICEMAIL_LEFT = "Hi Ada, Survey bot here. Bye."
 
 ANSWERED = {
     "CallSid": "CA100",
@@ -239,11 +246,79 @@ async def test_no_dialog_at_all_still_greets_and_publishes_the_answer(
     assert (line.seq, line.content, line.fallback) == (0, GREETING_FALLBACK, True)
 
 
-async def test_no_dialog_for_a_machine_hangs_up(client: httpx.AsyncClient) -> None:
+async def test_no_dialog_for_a_machine_leaves_the_agents_voicemail_message(
+    client: httpx.AsyncClient, mongo_db: AsyncDatabase[Document], tap: EventTap
+) -> None:
+    await _store_voicemail_agent(mongo_db, "c7")
+    response = await post_webhook(
+        client, "/voice/outbound?call_id=c7&agent_id=survey", {**ANSWERED, "AnsweredBy": "fax"}
+    )
+    root = _twiml(response)
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert root[0].text == VOICEMAIL_LEFT
+    # What the machine heard is stored at seq 0, where dialog's message goes.
+    answered, fallback = await tap.wait_for(2)
+    assert isinstance(answered, CallAnswered)
+    assert isinstance(fallback, CallFallbackSpoken)
+    [line] = fallback.turns
+    assert (line.seq, line.role, line.content, line.fallback) == (
+        0,
+        "assistant",
+        VOICEMAIL_LEFT,
+        True,
+    )
+
+
+async def test_no_dialog_and_no_stored_agent_for_a_machine_hangs_up_silently(
+    client: httpx.AsyncClient,
+) -> None:
     response = await post_webhook(
         client, "/voice/outbound?call_id=c7&agent_id=survey", {**ANSWERED, "AnsweredBy": "fax"}
     )
     assert [child.tag for child in _twiml(response)] == ["Hangup"]
+
+
+async def test_no_dialog_after_an_async_machine_result_leaves_the_message_after_the_greeting(
+    client: httpx.AsyncClient,
+    mongo_db: AsyncDatabase[Document],
+    tap: EventTap,
+    fake_twilio: FakeTwilio,
+) -> None:
+    greeting = Turn(seq=0, role="assistant", content="Hello Ada!", at=utcnow())
+    await _store_voicemail_agent(mongo_db, "c11", greeting)
+    response = await post_webhook(
+        client,
+        "/voice/amd-status?call_id=c11&agent_id=survey",
+        {"CallSid": "CA11", "AnsweredBy": "machine_end_beep"},
+    )
+    assert response.status_code == 204, response.text
+    [(call_sid, form)] = fake_twilio.updates
+    root = ET.fromstring(form["Twiml"][0])
+    assert (call_sid, [child.tag for child in root]) == ("CA11", ["Say", "Hangup"])
+    assert root[0].text == VOICEMAIL_LEFT
+    fallback, answered_by = await tap.wait_for(2)
+    assert isinstance(fallback, CallFallbackSpoken)
+    assert isinstance(answered_by, CallAnsweredBy)
+    [line] = fallback.turns
+    assert (line.seq, line.content, line.fallback) == (1, VOICEMAIL_LEFT, True)
+
+
+async def _store_voicemail_agent(
+    mongo_db: AsyncDatabase[Document], call_id: str, *turns: Turn
+) -> None:
+    """The agent with its voicemail message, and the call's recipient (what
+    persistence stored), for gateway to render the message from."""
+    agent = demo_agent(voicemail_message="Hi {recipient.name}, {agent.name} here. Bye.")
+    await mongo_db[AGENTS].insert_one(agent.to_document())
+    await mongo_db[CALLS].update_one(
+        {"_id": call_id},
+        {
+            "$set": {
+                "recipient": {"name": "Ada"},
+                "turns": [turn.model_dump(mode="python") for turn in turns],
+            }
+        },
+    )
 
 
 async def test_dialog_failure_reply_falls_back(

@@ -9,13 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from callbot.common.contracts import DialogReply, GatherSpec
+from callbot.common.agents import Agent
+from callbot.common.calls import CallDocument, Turn
+from callbot.common.contracts import DialogReply, GatherSpec, utcnow
 from callbot.gateway.domain.fallback import (
     GREETING_FALLBACK,
     TURN_FALLBACK,
     greeting_fallback,
     turn_fallback,
     voicemail_fallback,
+    voicemail_hangup,
 )
 from callbot.gateway.domain.twiml import render_reply_twiml
 
@@ -91,11 +94,71 @@ def test_turn_fallback_takes_the_reply_seq_and_listens_after_it() -> None:
     assert (reply.action, reply.next_seq, reply.say) == ("gather", 7, TURN_FALLBACK)
 
 
-def test_voicemail_fallback_hangs_up_silently() -> None:
-    reply = voicemail_fallback("c1")
+def test_voicemail_hangup_hangs_up_silently() -> None:
+    reply = voicemail_hangup("c1")
     assert (reply.action, reply.say, reply.ended_by) == ("hangup", "", "voicemail")
     root = ET.fromstring(render_reply_twiml(reply, ACTION))
     assert [child.tag for child in root] == ["Hangup"]
+
+
+VOICEMAIL_AGENT = Agent.model_validate(
+    {
+        "agent_id": "survey",
+        "name": "Survey bot",
+        "greeting": "Hello {recipient.name}!",
+        "prompt": "You run a short survey.",
+        "voice": "Polly.Amy",
+        "language": "en-GB",
+        "voicemail_message": "Hi {recipient.name}, {agent.name} about {variables.order}.",
+        "audio": {"voicemail_message": "s3://agent-files/survey/voicemail.mp3"},
+    }
+)
+MESSAGE = "Hi Ada, Survey bot about A-7."
+
+
+def _call(*turns: Turn, **overrides: object) -> CallDocument:
+    values: dict[str, object] = {
+        "call_id": "c1",
+        "recipient": {"name": "Ada"},
+        "variables": {"order": "A-7"},
+        "turns": turns,
+    }
+    return CallDocument.model_validate({**values, **overrides})
+
+
+def test_voicemail_fallback_is_the_agents_message_rendered_for_the_call() -> None:
+    at = utcnow()
+    reply, spoken = voicemail_fallback(VOICEMAIL_AGENT, _call(), at)
+    assert (reply.say, reply.play, reply.voice, reply.language) == (
+        MESSAGE,
+        "s3://agent-files/survey/voicemail.mp3",
+        "Polly.Amy",
+        "en-GB",
+    )
+    assert (reply.action, reply.ended_by, reply.next_seq) == ("hangup", "voicemail", 1)
+    # Stored as the machine heard it: the line (its recording too), marked fallback.
+    assert spoken.turns == (
+        Turn(
+            seq=0,
+            role="assistant",
+            content=MESSAGE,
+            at=at,
+            audio="s3://agent-files/survey/voicemail.mp3",
+            fallback=True,
+        ),
+    )
+
+
+def test_voicemail_fallback_takes_the_seq_dialogs_message_takes() -> None:
+    greeting = Turn(seq=0, role="assistant", content="Hello!", at=utcnow())
+    # After the greeting (asynchronous detection), where dialog puts its message.
+    _, spoken = voicemail_fallback(VOICEMAIL_AGENT, _call(greeting), utcnow())
+    assert spoken.line.seq == 1
+    # dialog's message is stored already: gateway's takes its seq, not the next.
+    message = Turn(seq=1, role="assistant", content=MESSAGE, at=utcnow())
+    stored = _call(greeting, message, ended_by="voicemail", ending_seq=1)
+    _, spoken = voicemail_fallback(VOICEMAIL_AGENT, stored, utcnow())
+    assert spoken.line.seq == 1
 
 
 # The renderer writes the XML itself (see twiml.py); the twilio library's

@@ -12,8 +12,14 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallbackRequest, CallDocument
-from callbot.common.contracts import CallEvent, CallSummarized, utcnow
+from callbot.common.calls import CallbackRequest, CallDocument, Turn
+from callbot.common.contracts import (
+    CallEvent,
+    CallFallbackSpoken,
+    CallSummarized,
+    CallTurnRecorded,
+    utcnow,
+)
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.persistence.domain.completion import recording_missed_completion
 from callbot.persistence.domain.projection import project
@@ -159,6 +165,34 @@ class CallStoreContract:
         assert call.turns[3] == script.exchange(3).turns[0]
         assert call.data_collected == script.exchange(3, 4).data_collected
         assert (call.ended_by, call.ending_reason, call.ending_seq) == ("callee_hangup", None, None)
+        assert call == project(events, script.call_id)
+
+    @pytest.mark.parametrize("order", ["fallback_first", "late_first", "status_then_fallback"])
+    async def test_a_late_voicemail_message_gives_way_to_the_one_gateway_left(
+        self, store: CallStore, script: CallScript, order: str
+    ) -> None:
+        # A machine answered; dialog's voicemail message (seq 0, with its
+        # ending) came after gateway had left the agent's message itself.
+        message = "Hello Ada, this is Ava. We will call you back later."
+        said = Turn(seq=0, role="assistant", content=message, at=script.at(6))
+        late = [
+            CallTurnRecorded(call_id=script.call_id, occurred_at=script.at(9), turns=(said,)),
+            script.ending("voicemail").model_copy(update={"seq": 0}),
+        ]
+        left = said.model_copy(update={"at": script.at(5), "fallback": True})
+        fallback = CallFallbackSpoken(call_id=script.call_id, occurred_at=left.at, turns=(left,))
+        completed = script.status("completed", 3, 31, duration=20)
+        tail = {
+            "fallback_first": [fallback, *late, completed],
+            "late_first": [*late, fallback, completed],
+            "status_then_fallback": [*late, completed, fallback],
+        }[order]
+        events = [script.created(), script.answered("machine_end_beep"), *tail]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert call.turns == (left,)
+        # The machine heard a voicemail message, and the call ended with it.
+        assert (call.ended_by, call.ending_seq) == ("voicemail", None)
         assert call == project(events, script.call_id)
 
     async def test_asynchronous_machine_detection_says_who_answered(

@@ -97,10 +97,11 @@ class CallAnsweredBy(CallEvent):
 
 class CallFallbackSpoken(CallEvent):
     """gateway: dialog missed the deadline of a request, so the callee heard
-    gateway's fallback line (`callbot.common.fallback_lines`) instead of
-    dialog's reply. `turns` is what the callee said and heard: the utterance
-    gateway had asked dialog about (none for the greeting), then the fallback
-    line (`fallback=True`) at the seq dialog's reply would have taken.
+    gateway's fallback line (`callbot.common.fallback_lines`; for a machine,
+    the agent's voicemail message) instead of dialog's reply. `turns` is what
+    the callee said and heard: the utterance gateway had asked dialog about
+    (none for the greeting or the voicemail message), then the fallback line
+    (`fallback=True`) at the seq dialog's reply would have taken.
 
     persistence stores the fallback line at its seq whatever dialog's late
     reply put there, and voids the late reply's ending."""

@@ -3,7 +3,9 @@ asynchronous answering-machine result. Every one answers Twilio with valid
 TwiML within the dialog deadline, whatever dialog does.
 
 When dialog misses the deadline the callee hears gateway's fallback line, and
-`call.fallback` tells persistence so (`domain.fallback`). A webhook for a call
+`call.fallback` tells persistence so (`domain.fallback`); a machine gets the
+agent's voicemail message, rendered by gateway (`stored_voicemail`), stored
+the same way once it is played. A webhook for a call
 callbot never placed is an orphan (`placed_calls`): TwiML that hangs up, and
 nothing asked of dialog or published."""
 
@@ -38,7 +40,7 @@ from callbot.gateway.domain.fallback import (
     greeting_fallback_spoken,
     turn_fallback,
     turn_fallback_spoken,
-    voicemail_fallback,
+    voicemail_hangup,
 )
 from callbot.gateway.domain.relay import relay_socket_url, render_relay_twiml
 from callbot.gateway.domain.twiml import render_hangup_twiml, render_reply_twiml
@@ -50,6 +52,7 @@ from callbot.gateway.publishing import (
     publish_or_503,
 )
 from callbot.gateway.resources import GatewayResources
+from callbot.gateway.stored_voicemail import stored_voicemail_fallback
 from callbot.gateway.twilio_rest import TwilioApiError, TwilioUnreachable
 from callbot.gateway.twiml_response import TwimlResponse
 
@@ -88,7 +91,7 @@ async def answered(webhook: Webhook, resources: Resources) -> TwimlResponse:
         if reply is not None:
             return await _twiml(call_id, reply, resources)
         if is_machine(answered_by):
-            return await _twiml(call_id, voicemail_fallback(call_id), resources)
+            return await _voicemail_fallback_twiml(call_id, agent_id, resources)
         return _fallback_twiml(
             greeting_fallback(call_id), greeting_fallback_spoken(call_id, utcnow()), resources
         )
@@ -142,11 +145,17 @@ async def _leave_voicemail(
     resources: GatewayResources, call_id: str, agent_id: str, call_sid: str, answered_by: str | None
 ) -> None:
     """The greeting is already playing to a machine: ask dialog for the
-    voicemail reply (it knows the call was greeted) and redirect the live call."""
+    voicemail reply (it knows the call was greeted) and redirect the live call.
+    Without dialog's reply in time, gateway leaves the agent's message itself,
+    and `call.fallback` stores it once the call took it."""
     start = DialogStart(
         call_id=call_id, agent_id=agent_id, call_sid=call_sid, answered_by=answered_by
     )
-    reply = await resources.dialog.ask(start) or voicemail_fallback(call_id)
+    reply = await resources.dialog.ask(start)
+    spoken: CallFallbackSpoken | None = None
+    if reply is None:
+        fallback = await stored_voicemail_fallback(resources.documents, call_id, agent_id)
+        reply, spoken = fallback or (voicemail_hangup(call_id), None)
     twiml = render_reply_twiml(
         reply,
         resources.urls.process_speech(call_id, reply.next_seq),
@@ -159,8 +168,10 @@ async def _leave_voicemail(
         log.warning(
             "could not redirect the call to the voicemail message", extra={"error": str(exc)}
         )
-    else:
-        log.info("machine answered: call redirected to the voicemail message")
+        return
+    log.info("machine answered: call redirected to the voicemail message")
+    if spoken is not None:
+        await publish_fallback_spoken(resources.publisher, spoken)
 
 
 def _fallback_twiml(
@@ -171,6 +182,20 @@ def _fallback_twiml(
     action = resources.urls.process_speech(reply.call_id, reply.next_seq, after_fallback=True)
     publish = BackgroundTask(publish_fallback_spoken, resources.publisher, spoken)
     return TwimlResponse(render_reply_twiml(reply, action), background=publish)
+
+
+async def _voicemail_fallback_twiml(
+    call_id: str, agent_id: str, resources: GatewayResources
+) -> TwimlResponse:
+    """A machine answered and dialog gave no voicemail message in time: the
+    agent's own, then hang up; `call.fallback` once the answer is sent."""
+    fallback = await stored_voicemail_fallback(resources.documents, call_id, agent_id)
+    if fallback is None:
+        return TwimlResponse(render_hangup_twiml(voicemail_hangup(call_id)))
+    reply, spoken = fallback
+    publish = BackgroundTask(publish_fallback_spoken, resources.publisher, spoken)
+    audio_url = await resources.agent_audio.url(reply.play)
+    return TwimlResponse(render_hangup_twiml(reply, audio_url), background=publish)
 
 
 def _orphan_hangup(call_id: str, kind: str, path: str) -> TwimlResponse:

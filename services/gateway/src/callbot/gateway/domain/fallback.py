@@ -11,13 +11,21 @@ dialog's reply would have taken (the greeting's 0, or `seq + 1` after the
 utterance at `seq`), `call.fallback` stores it there with the utterance, and
 the next gather listens after it with `after_fallback` in its URL, so dialog
 learns that its late reply (if any) was never heard.
+
+A machine is not told a generic line: when dialog does not give the voicemail
+message in time, gateway leaves the agent's own `voicemail_message`, rendered
+for the call from the stored agent and call document as dialog renders it,
+and stores it the same way, at the seq dialog's message takes (the one after
+the stored turns, or the stored message's own when dialog's came first). The
+call ends with it, so nothing follows it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from callbot.common.calls import Turn, user_turn
+from callbot.common.agents import Agent, render_template
+from callbot.common.calls import CallDocument, Turn, user_turn
 from callbot.common.contracts import CallFallbackSpoken, DialogReply, DialogTurn
 from callbot.common.fallback_lines import GREETING_FALLBACK, TURN_FALLBACK
 
@@ -29,6 +37,7 @@ __all__ = [
     "turn_fallback",
     "turn_fallback_spoken",
     "voicemail_fallback",
+    "voicemail_hangup",
 ]
 
 
@@ -43,10 +52,46 @@ def turn_fallback(call_id: str, seq: int) -> DialogReply:
     return DialogReply(call_id=call_id, say=TURN_FALLBACK, action="gather", next_seq=seq + 2)
 
 
-def voicemail_fallback(call_id: str) -> DialogReply:
-    """A machine answered and dialog did not give the voicemail message: hang up
-    without a word rather than talk to a recorder with a generic line."""
+def voicemail_fallback(
+    agent: Agent, call: CallDocument, at: datetime
+) -> tuple[DialogReply, CallFallbackSpoken]:
+    """Instead of dialog's voicemail message: the agent's own, then hang up;
+    and the line as the machine heard it, for `call.fallback`."""
+    seq = _voicemail_seq(call)
+    text = render_template(
+        agent.voicemail_message,
+        agent_name=agent.name,
+        recipient=call.recipient,
+        variables=call.variables,
+    )
+    audio = agent.audio.for_line("voicemail_message")
+    line = Turn(seq=seq, role="assistant", content=text, at=at, audio=audio, fallback=True)
+    reply = DialogReply(
+        call_id=call.call_id,
+        say=text,
+        play=audio,
+        voice=agent.voice,
+        language=agent.language,
+        action="hangup",
+        next_seq=seq + 1,
+        ended_by="voicemail",
+    )
+    return reply, CallFallbackSpoken(call_id=call.call_id, turns=(line,))
+
+
+def voicemail_hangup(call_id: str) -> DialogReply:
+    """A machine answered, and neither dialog nor the stored agent gave its
+    voicemail message: hang up without a word rather than tell a recorder a
+    generic line."""
     return DialogReply(call_id=call_id, say="", action="hangup", next_seq=1, ended_by="voicemail")
+
+
+def _voicemail_seq(call: CallDocument) -> int:
+    """Where dialog puts its voicemail message: after the turns it stored, or
+    where its message already is (its ending names that line's seq)."""
+    if call.ended_by == "voicemail" and call.ending_seq is not None:
+        return call.ending_seq
+    return max((turn.seq for turn in call.turns), default=-1) + 1
 
 
 def greeting_fallback_spoken(call_id: str, at: datetime) -> CallFallbackSpoken:
