@@ -100,6 +100,12 @@ def wait_for_fallback_stored(stack: RunningStack, call: PlacedCall) -> None:
     )
 
 
+def answer_started(stack: RunningStack, call: PlacedCall) -> bool:
+    """Tokens of the answer to the callee's name reached the callee (the emulator)."""
+    replies = stack.emulator.call(call.call_sid).relay_replies
+    return any(reply.after.startswith("My name is") and reply.tokens for reply in replies)
+
+
 def published_lines(tap: EventTap, call: PlacedCall, *, seq: int) -> list[str]:
     """The lines dialog's `call.turn` events of the call put at `seq`."""
     return [
@@ -163,28 +169,55 @@ def _line(turn: dict[str, Any]) -> tuple[int, str, str, bool]:
     return (turn["seq"], turn["role"], turn["content"], turn.get("fallback", False))
 
 
+# Streamed slowly: its first clause goes out long before the turn's deadline.
+SLOW_ANSWER = {
+    "text": "Thank you, Ada. Please hold on while I look up one more detail for you.",
+    "first_token_s": 0.05,
+    "token_interval_s": 0.8,
+}
+
+
+@pytest.mark.parametrize(
+    ("went_out", "to"), [("nothing", "+15005550532"), ("start", "+15005550535")]
+)
 def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
-    stack: RunningStack, fake_llm: FakeOpenAIProcess
+    stack: RunningStack, fake_llm: FakeOpenAIProcess, went_out: str, to: str
 ) -> None:
     """The same late reply on a ConversationRelay call: gateway speaks its
     fallback line over the socket, stores it (`call.fallback`), and the
-    model's next request holds that line, not the late reply."""
+    model's next request holds that line, not the late reply. "start": dialog
+    froze after the start of its answer went out; the callee heard that start,
+    then the fallback line, and that is the stored line."""
+    late_answer = (
+        {"text": "Thank you, Ada!", "delay_s": 1.0} if went_out == "nothing" else SLOW_ANSWER
+    )
     fake_llm.control.reset()
     fake_llm.control.add_rules(
         [
-            llm_rule("^My name is", {"text": "Thank you, Ada!", "delay_s": 1.0}),
+            llm_rule("^My name is", late_answer),
             llm_rule("^Ada Lovelace", {
                 "text": "Thank you!", "tool_calls": [record_data("full_name", "Ada Lovelace")]}),
         ]
     )  # fmt: skip
     tap = stack.tap("call.turn")
     call = place_call_saying(
-        stack, RELAY_AGENT_ID, "+15005550532", ["My name is Ada Lovelace.", "Ada Lovelace."]
+        stack, RELAY_AGENT_ID, to, ["My name is Ada Lovelace.", "Ada Lovelace."]
     )
-    answer_late(stack, fake_llm, call)
+    if went_out == "nothing":
+        answer_late(stack, fake_llm, call)
+    else:
+        wait_until(lambda: answer_started(stack, call), "the start of the answer over the socket")
+        with dialog_frozen(stack):
+            wait_for_fallback_stored(stack, call)
     [(document, played)] = stack.finished([call])
 
-    assert [reply.text for reply in played.relay_replies][1] == TURN_FALLBACK
+    apology = played.relay_replies[1].text
+    if went_out == "nothing":
+        assert apology == TURN_FALLBACK
+    else:
+        start = apology.removesuffix(TURN_FALLBACK)
+        assert start.startswith("Thank you,")
+        assert SLOW_ANSWER["text"].startswith(start.rstrip())
     heard = played.lines("agent")
     turns = document["turns"]
     # The stored assistant turns are exactly the lines the callee heard (the
@@ -195,7 +228,7 @@ def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
     assert [(t["seq"], t["role"]) for t in turns] == [
         (seq, "assistant" if seq % 2 == 0 else "user") for seq in range(5)
     ]
-    assert (turns[2]["content"], turns[2]["fallback"]) == (TURN_FALLBACK, True)
+    assert (turns[2]["content"], turns[2]["fallback"]) == (apology, True)
     # dialog answered the name late: published, not kept.
     late = published_lines(tap, call, seq=2)
     assert late

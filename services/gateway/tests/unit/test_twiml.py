@@ -11,12 +11,13 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from callbot.common.agents import Agent
 from callbot.common.calls import CallDocument, Turn
-from callbot.common.contracts import DialogReply, GatherSpec, utcnow
+from callbot.common.contracts import DialogReply, DialogTurn, GatherSpec, utcnow
 from callbot.gateway.domain.fallback import (
     GREETING_FALLBACK,
     TURN_FALLBACK,
     greeting_fallback,
     turn_fallback,
+    turn_fallback_spoken,
     voicemail_fallback,
     voicemail_hangup,
 )
@@ -92,6 +93,15 @@ def test_greeting_fallback_listens_for_turn_one() -> None:
 def test_turn_fallback_takes_the_reply_seq_and_listens_after_it() -> None:
     reply = turn_fallback("c1", 5)
     assert (reply.action, reply.next_seq, reply.say) == ("gather", 7, TURN_FALLBACK)
+
+
+def test_a_turn_fallback_after_a_streamed_start_stores_both_as_heard() -> None:
+    turn = DialogTurn(call_id="c1", seq=3, speech="It's Ada.")
+    heard, line = turn_fallback_spoken(turn, utcnow(), sent="Thank you, ").turns
+    assert (heard.seq, heard.content) == (3, "It's Ada.")
+    assert (line.seq, line.content, line.fallback) == (4, f"Thank you, {TURN_FALLBACK}", True)
+    # Nothing went out: the fallback line alone.
+    assert turn_fallback_spoken(turn, utcnow()).line.content == TURN_FALLBACK
 
 
 def test_voicemail_hangup_hangs_up_silently() -> None:

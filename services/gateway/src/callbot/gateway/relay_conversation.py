@@ -200,7 +200,7 @@ class RelayConversation:
         if not isinstance(reply, DialogReply):
             if isinstance(reply, RpcFailure):
                 _count_fallback("rpc_failure", f"{reply.code}: {reply.message}")
-            await self._fall_back(turn)
+            await self._fall_back(turn, line.sent)
             return
         self._next_seq = reply.next_seq
         self._line = _Line(seq=reply.next_seq - 1, sent=line.sent)
@@ -209,20 +209,20 @@ class RelayConversation:
         else:
             await self._send(RelayText(token="", last=True))
 
-    async def _fall_back(self, turn: DialogTurn) -> None:
-        """Speak the fallback line in place of dialog's reply, and store it as
-        the Gather path does (`call.fallback`); the next turn follows it."""
-        fallback = turn_fallback(self._call_id, turn.seq)
-        await self._send(RelayText(token=fallback.say, last=True))
+    async def _fall_back(self, turn: DialogTurn, sent: str) -> None:
+        """Speak the fallback line in place of dialog's reply (after what of it
+        went out, `sent`), and store what was heard as the Gather path does
+        (`call.fallback`); the next turn follows it."""
+        spoken = turn_fallback_spoken(turn, utcnow(), sent)
+        heard = spoken.line.content
+        await self._send(RelayText(token=still_to_send(sent, heard), last=True))
         # Stored whole, even when the callee speaks over it: a cut line at its
         # seq would race `call.fallback` for that seq in the call document.
-        self._line = _Line(seq=-1, sent=fallback.say)
-        self._next_seq = fallback.next_seq
+        self._line = _Line(seq=-1, sent=heard)
+        self._next_seq = turn_fallback(self._call_id, turn.seq).next_seq
         self._after_fallback = True
         publishing = asyncio.create_task(
-            publish_fallback_spoken(
-                self._resources.publisher, turn_fallback_spoken(turn, utcnow())
-            ),
+            publish_fallback_spoken(self._resources.publisher, spoken),
             name=f"relay-fallback-{self._call_id}",
         )
         self._publishing.add(publishing)

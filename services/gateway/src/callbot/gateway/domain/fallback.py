@@ -28,6 +28,7 @@ from callbot.common.agents import Agent, render_template
 from callbot.common.calls import CallDocument, Turn, user_turn
 from callbot.common.contracts import CallFallbackSpoken, DialogReply, DialogTurn
 from callbot.common.fallback_lines import GREETING_FALLBACK, TURN_FALLBACK
+from callbot.common.streaming import heard_line
 
 __all__ = [
     "GREETING_FALLBACK",
@@ -99,8 +100,11 @@ def greeting_fallback_spoken(call_id: str, at: datetime) -> CallFallbackSpoken:
     return CallFallbackSpoken(call_id=call_id, turns=(line,))
 
 
-def turn_fallback_spoken(turn: DialogTurn, at: datetime) -> CallFallbackSpoken:
-    """The utterance gateway asked dialog about, and the fallback line after it."""
+def turn_fallback_spoken(turn: DialogTurn, at: datetime, sent: str = "") -> CallFallbackSpoken:
+    """The utterance gateway asked dialog about, and the fallback line after it;
+    `sent`: the start of dialog's streamed reply that went out before it
+    failed (ConversationRelay), which the callee heard first."""
     heard = user_turn(turn.seq, turn.speech, turn.confidence, at)
-    line = Turn(seq=turn.seq + 1, role="assistant", content=TURN_FALLBACK, at=at, fallback=True)
+    content = heard_line(sent, TURN_FALLBACK)
+    line = Turn(seq=turn.seq + 1, role="assistant", content=content, at=at, fallback=True)
     return CallFallbackSpoken(call_id=turn.call_id, turns=(heard, line))
