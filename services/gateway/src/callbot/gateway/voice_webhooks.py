@@ -5,9 +5,9 @@ TwiML within the dialog deadline, whatever dialog does.
 When dialog misses the deadline the callee hears gateway's fallback line, and
 `call.fallback` tells persistence so (`domain.fallback`); a machine gets the
 agent's voicemail message, rendered by gateway (`stored_voicemail`), stored
-the same way once it is played. A webhook for a call
-callbot never placed is an orphan (`placed_calls`): TwiML that hangs up, and
-nothing asked of dialog or published."""
+the same way once it is played. A webhook for a call callbot never placed is
+an orphan (`placed_calls`): TwiML that hangs up, and nothing asked of dialog
+or published."""
 
 from __future__ import annotations
 
