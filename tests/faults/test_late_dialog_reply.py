@@ -173,7 +173,7 @@ def _line(turn: dict[str, Any]) -> tuple[int, str, str, bool]:
 SLOW_ANSWER = {
     "text": "Thank you, Ada. Please hold on while I look up one more detail for you.",
     "first_token_s": 0.05,
-    "token_interval_s": 0.8,
+    "token_interval_s": 0.5,
 }
 
 
