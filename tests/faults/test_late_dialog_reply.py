@@ -178,16 +178,23 @@ SLOW_ANSWER = {
 
 
 @pytest.mark.parametrize(
-    ("went_out", "to"), [("nothing", "+15005550532"), ("start", "+15005550535")]
+    ("went_out", "spoken_over", "to"),
+    [
+        ("nothing", False, "+15005550532"),
+        ("start", False, "+15005550535"),
+        ("nothing", True, "+15005550536"),
+    ],
 )
 def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
-    stack: RunningStack, fake_llm: FakeOpenAIProcess, went_out: str, to: str
+    stack: RunningStack, fake_llm: FakeOpenAIProcess, went_out: str, spoken_over: bool, to: str
 ) -> None:
     """The same late reply on a ConversationRelay call: gateway speaks its
     fallback line over the socket, stores it (`call.fallback`), and the
     model's next request holds that line, not the late reply. "start": dialog
     froze after the start of its answer went out; the callee heard that start,
-    then the fallback line, and that is the stored line."""
+    then the fallback line, and that is the stored line. `spoken_over`: the
+    callee says the name again over the fallback line (barge-in): the line is
+    stored as the callee's interruption left it, still a fallback line."""
     late_answer = (
         {"text": "Thank you, Ada!", "delay_s": 1.0} if went_out == "nothing" else SLOW_ANSWER
     )
@@ -200,9 +207,11 @@ def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
         ]
     )  # fmt: skip
     tap = stack.tap("call.turn")
-    call = place_call_saying(
-        stack, RELAY_AGENT_ID, to, ["My name is Ada Lovelace.", "Ada Lovelace."]
+    again = {"say": "Ada Lovelace.", **({"barge_in_after_tokens": 1} if spoken_over else {})}
+    stack.emulator.add_scenario(
+        {"to": to, "speed": 50, "steps": [{"say": "My name is Ada Lovelace."}, again]}
     )
+    call = stack.place_call(RELAY_AGENT_ID, to)
     if went_out == "nothing":
         answer_late(stack, fake_llm, call)
     else:
@@ -212,6 +221,7 @@ def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
     [(document, played)] = stack.finished([call])
 
     apology = played.relay_replies[1].text
+    assert played.relay_replies[1].interrupted == spoken_over
     if went_out == "nothing":
         assert apology == TURN_FALLBACK
     else:
@@ -229,6 +239,7 @@ def test_over_the_relay_the_stored_line_is_the_fallback_the_callee_heard(
         (seq, "assistant" if seq % 2 == 0 else "user") for seq in range(5)
     ]
     assert (turns[2]["content"], turns[2]["fallback"]) == (apology, True)
+    assert turns[2]["interrupted"] == spoken_over
     # dialog answered the name late: published, not kept.
     late = published_lines(tap, call, seq=2)
     assert late

@@ -13,10 +13,12 @@ from dialog_doubles import (
     said,
 )
 
+from callbot.common.calls import Turn
 from callbot.common.contracts import (
     AgentUpdated,
     CallEnding,
     CallStatusChanged,
+    CallTurnInterrupted,
     CallTurnRecorded,
     DialogReply,
     DialogStart,
@@ -179,6 +181,29 @@ async def test_a_late_reply_the_callee_never_heard_gives_way_to_gateways_line() 
     ]
     # The seq after the fallback line, as gateway asked; nothing republished at 2.
     assert [t[0] for t in harness.turns_published()] == [0, 1, 2, 3, 4]
+
+
+async def test_a_fallback_line_the_callee_spoke_over_voids_the_late_ending_too() -> None:
+    # ConversationRelay: as above, and the callee spoke over the fallback line;
+    # gateway's cut (`call.turn_interrupted`) reaches dialog before the next turn.
+    closing = ModelAnswer(
+        "Thanks Ada, goodbye!", (RecordData("full_name", "Ada"), EndCall("callee is done"))
+    )
+    harness = Harness(ScriptedModel([closing, ModelAnswer("Got it, Ada.")]))
+    await harness.start()
+    await harness.turn(1, "my name is Ada")
+    cut = Turn(
+        seq=2, role="assistant", content="Sorry, give", at=T0, fallback=True, interrupted=True
+    )
+    await handle_event(CallTurnInterrupted(call_id="call-1", turn=cut), harness.ports)
+    request = DialogTurn(
+        call_id="call-1", seq=3, speech="Ada.", after_fallback=True, interrupted_line=cut
+    )
+    reply = await handle_request(request, Deadline.after(4), harness.ports)
+    # The call goes on from what the callee heard: the cut fallback line.
+    assert (reply.say, reply.action) == ("Got it, Ada.", "gather")
+    history_seen_by_model, _heard = harness.model.calls[-1]
+    assert history_seen_by_model[2] == cut
 
 
 async def test_after_gateways_greeting_fallback_the_greeting_is_that_line() -> None:

@@ -17,6 +17,7 @@ from callbot.common.contracts import (
     CallEvent,
     CallFallbackSpoken,
     CallSummarized,
+    CallTurnInterrupted,
     CallTurnRecorded,
     utcnow,
 )
@@ -193,6 +194,29 @@ class CallStoreContract:
         assert call.turns == (left,)
         # The machine heard a voicemail message, and the call ended with it.
         assert (call.ended_by, call.ending_seq) == ("voicemail", None)
+        assert call == project(events, script.call_id)
+
+    @pytest.mark.parametrize("order", ["fallback_first", "cut_first", "late_first", "cut_last"])
+    async def test_a_fallback_line_the_callee_spoke_over_stays_cut_and_a_fallback(
+        self, store: CallStore, script: CallScript, order: str
+    ) -> None:
+        # ConversationRelay: the callee spoke over gateway's fallback line at
+        # seq 4, and dialog's reply there came late, with a closing line.
+        late = [script.exchange(3, 4), script.ending()]
+        fallback = script.fallback(4)
+        heard = fallback.line.model_copy(update={"content": "Sorry, give", "interrupted": True})
+        cut = CallTurnInterrupted(call_id=script.call_id, occurred_at=heard.at, turn=heard)
+        tail = {
+            "fallback_first": [fallback, cut, *late],
+            "cut_first": [cut, *late, fallback],
+            "late_first": [*late, cut, fallback],
+            "cut_last": [*late, fallback, cut],
+        }[order]
+        events = [script.created(), script.answered(), *script.exchanges()[:2], *tail]
+        await _apply_all(store, events)
+        call = _content(await store.get(script.call_id))
+        assert call.turns[4] == heard
+        assert (call.ended_by, call.ending_seq) == (None, None)
         assert call == project(events, script.call_id)
 
     async def test_asynchronous_machine_detection_says_who_answered(

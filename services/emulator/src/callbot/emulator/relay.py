@@ -5,7 +5,7 @@ The emulator opens the WebSocket the TwiML names, signed as Twilio signs it
 plays the callee's steps: each ``say`` becomes a final ``prompt`` once the
 agent's reply ended (a ``text`` token marked ``last``); a ``say`` with
 ``barge_in_after_tokens`` is said over the agent's reply instead: once that
-many tokens arrived, ``interrupt`` (with the tokens heard so far as
+many tokens arrived (the last one included), ``interrupt`` (with the tokens heard so far as
 ``utteranceUntilInterrupt``), the callee's speaking time, then the ``prompt``.
 ``dtmf`` sends a digit, ``drop_socket`` breaks the socket, ``hangup`` (or no
 step left) closes it. An ``end`` from the application ends the session with
@@ -169,13 +169,15 @@ class RelayCallee:
                 reply.last_token_ms = elapsed_ms
                 tokens.append(token)
                 reply.tokens += 1
-            if message.get("last") is True:
-                break
+            # Before `last`: a reply whose last token carries text is still being
+            # spoken when that token arrives, and can be spoken over too.
             if barge_in is not None and reply.tokens >= barge_in:
                 assert isinstance(upcoming, SayStep)
                 await self._barge_in(socket, reply, "".join(tokens), upcoming)
                 heard.interrupted_by_next = True
                 return heard
+            if message.get("last") is True:
+                break
         reply.text = "".join(tokens)
         if reply.text:
             seconds = speaking_seconds(reply.text)

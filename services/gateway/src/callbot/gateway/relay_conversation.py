@@ -69,6 +69,7 @@ class _Line:
 
     seq: int
     sent: str = ""
+    fallback: bool = False  # gateway's fallback line (stored from `call.fallback`)
 
 
 class RelayConversation:
@@ -216,9 +217,7 @@ class RelayConversation:
         spoken = turn_fallback_spoken(turn, utcnow(), sent)
         heard = spoken.line.content
         await self._send(RelayText(token=still_to_send(sent, heard), last=True))
-        # Stored whole, even when the callee speaks over it: a cut line at its
-        # seq would race `call.fallback` for that seq in the call document.
-        self._line = _Line(seq=-1, sent=heard)
+        self._line = _Line(seq=spoken.line.seq, sent=heard, fallback=True)
         self._next_seq = turn_fallback(self._call_id, turn.seq).next_seq
         self._after_fallback = True
         publishing = asyncio.create_task(
@@ -249,10 +248,19 @@ class RelayConversation:
             # Until the stream is cancelled and the seq moved on.
             await asyncio.gather(answering, return_exceptions=True)
         line = self._line
-        if line is None or line.seq < 0 or self._ended:
-            return  # nothing stored to cut (a fallback line; the closing line is said by <Say>)
+        if line is None or self._ended:
+            return  # nothing said yet, or the closing line (said whole by <Say>)
         heard = message.utterance_until_interrupt
-        cut = Turn(seq=line.seq, role="assistant", content=heard, at=utcnow(), interrupted=True)
+        # A fallback line stays one when cut: dialog's late reply at its seq
+        # still gives way to it, whichever event persistence stores first.
+        cut = Turn(
+            seq=line.seq,
+            role="assistant",
+            content=heard,
+            at=utcnow(),
+            interrupted=True,
+            fallback=line.fallback,
+        )
         self._cut = cut
         log.info("the callee interrupted", extra={"seq": line.seq, "heard_chars": len(heard)})
         await publish_best_effort(

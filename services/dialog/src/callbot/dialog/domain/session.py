@@ -135,13 +135,15 @@ class Session:
         session holds there (a reply given after gateway's deadline, or
         nothing): the line takes its place, so the next turn builds on what
         was said, and an ending that came with the replaced line is void (the
-        call went on). The data collected from the callee's words stays."""
+        call went on). The data collected from the callee's words stays. A
+        fallback line held there already stays (it may be cut where the callee
+        spoke over it, `heard_interruption`), and the ending is void all the same."""
         held = self.turn(seq)
+        if held is not None and held.seq == self.turns[-1].seq:
+            self.ended_by = None
         if held is not None and held.fallback:
             return
         line = Turn(seq=seq, role="assistant", content=fallback_line_at(seq), at=at, fallback=True)
-        if held is not None and held.seq == self.turns[-1].seq:
-            self.ended_by = None
         self.turns = _merge_turns(self.turns, (line,))
 
     def heard_interruption(self, line: Turn) -> None:
