@@ -72,8 +72,9 @@ class Turn(_Model):
     confidence: float | None = None
     latency_ms: int | None = None
     tool_calls: tuple[ToolCallRecord, ...] = ()  # the model's tool calls behind this line
-    # gateway spoke this line (`callbot.common.fallback_lines`) because dialog
-    # missed the turn deadline; a late reply from dialog never replaces it.
+    # gateway spoke this line (`callbot.common.fallback_lines`, or for a machine
+    # the agent's voicemail message) because dialog missed the turn deadline; a
+    # late reply from dialog never replaces it.
     fallback: bool = False
     # The callee spoke over this line (ConversationRelay barge-in): `content` is
     # only what they heard before the interruption.
