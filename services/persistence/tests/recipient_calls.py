@@ -24,6 +24,7 @@ def finished_call(
     recipient: dict[str, Any] | None = None,
     complete: bool = False,
     callback: CallbackRequest | None = None,
+    fields: tuple[str, ...] = ("name", "email"),
 ) -> CallDocument:
     """Call number `n`, started `minutes` (default `n`) minutes after START."""
     started = START + timedelta(minutes=n if minutes is None else minutes)
@@ -31,6 +32,7 @@ def finished_call(
         call_id=f"call-{n:03d}",
         call_sid=f"CA{n:032d}",
         agent_id=agent_id,
+        data_fields=fields,
         to=TO,
         status="completed" if answered else "no-answer",
         answered_by="human" if answered else None,
@@ -46,15 +48,26 @@ def finished_call(
 
 
 def history() -> list[CallDocument]:
-    """Five calls: data corrected over time, one unanswered, a same-minute tie,
-    profile updates, an opt-out, and a call after it (an override)."""
+    """Six calls: data corrected over time, one unanswered, a same-minute tie,
+    profile updates, an opt-out, and a call after it (an override); from the
+    fourth on, the agent also asks for a phone number nobody gives."""
+    asks_phone = ("name", "email", "phone")
     return [
         finished_call(1, data={"name": "Ada", "email": None}, recipient={"tier": "gold"}),
         finished_call(2, answered=False),
         finished_call(3, data={"email": "ada@example.com"}, complete=True),
-        finished_call(4, data={"name": "Ada Lovelace"}, minutes=3, recipient={"tier": "silver"}),
-        finished_call(5, ended_by="opt_out", data={"name": "A. Lovelace"}),
         finished_call(
-            6, ended_by="opt_out", callback=CallbackRequest(when=None, said="call me next week")
+            4,
+            data={"name": "Ada Lovelace"},
+            minutes=3,
+            recipient={"tier": "silver"},
+            fields=asks_phone,
+        ),
+        finished_call(5, ended_by="opt_out", data={"name": "A. Lovelace"}, fields=asks_phone),
+        finished_call(
+            6,
+            ended_by="opt_out",
+            callback=CallbackRequest(when=None, said="call me next week"),
+            fields=asks_phone,
         ),
     ]

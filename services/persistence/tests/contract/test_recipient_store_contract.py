@@ -55,6 +55,7 @@ class RecipientStoreContract:
         assert expected.opted_out.call_id == "call-005"
         assert expected.profile == {"tier": "silver"}
         assert expected.data_complete
+        assert expected.missing_fields == ("phone",)  # email was missing until call 3
 
     @pytest.mark.parametrize("seed", range(4))
     async def test_shuffled_and_repeated_calls_give_the_same_document(
@@ -81,6 +82,21 @@ class RecipientStoreContract:
         assert theirs is not None
         assert (mine.total_calls, theirs.total_calls) == (1, 1)
         assert theirs.known_data() == {}
+
+    async def test_a_missing_field_leaves_when_a_later_call_collects_it(
+        self, store: RecipientStore
+    ) -> None:
+        await store.record_call(finished_call(1, data={"name": "Ada"}, fields=("name", "email")))
+        first = await store.get(AGENT, TO)
+        assert first is not None
+        assert first.missing_fields == ("email",)
+        await store.record_call(finished_call(2, data={"email": "ada@example.com"}))
+        second = await store.get(AGENT, TO)
+        assert second is not None
+        assert second.missing_fields == ()
+        # A later call that asks again and hears nothing does not bring it back.
+        await store.record_call(finished_call(3, answered=False))
+        assert _content(await store.get(AGENT, TO)).missing_fields == ()
 
     async def test_a_call_without_its_creation_is_skipped(self, store: RecipientStore) -> None:
         orphan = finished_call(1).model_copy(update={"agent_id": None, "to": None})

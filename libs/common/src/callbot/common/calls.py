@@ -180,6 +180,7 @@ class CallDocument(_Model):
     call_sid: str | None = None
     agent_id: str | None = None
     agent_version: int | None = None
+    data_fields: tuple[str, ...] = ()  # the fields the agent asked for (`call.created`)
     to: str | None = None
     from_: str | None = Field(
         default=None, validation_alias=AliasChoices("from", "from_"), serialization_alias="from"

@@ -67,6 +67,9 @@ class CallCreated(CallEvent):
     call_sid: str
     agent_id: str
     agent_version: int
+    # The data fields this version of the agent asks for (the recipient record's
+    # `missing_fields` counts them).
+    data_fields: tuple[str, ...] = ()
     to: str
     from_: str = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from")
     recipient: dict[str, Any] = Field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from callbot.common.calls import CallbackRequest, CallStatus, EndedBy
 
@@ -61,12 +61,21 @@ class RecipientDocument(_Model):
     last_call_at: datetime | None = None
     last_outcome: CallOutcome | None = None
     data_collected: dict[str, CollectedValue] = Field(default_factory=dict)
+    # Fields some call asked for (its `data_fields`) that no call collected:
+    # what `GET /v1/recipients?missing=<field>` finds, by index.
+    missing_fields: tuple[str, ...] = ()
     data_complete: bool = False
     opted_out: OptOut | None = None
     profile: dict[str, Any] = Field(default_factory=dict)
     profile_call_id: str | None = None
     profile_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @field_validator("missing_fields")
+    @classmethod
+    def _in_name_order(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        """MongoDB keeps the set in the order names were added; a set has none."""
+        return tuple(sorted(names))
 
     def known_data(self) -> dict[str, Any]:
         """Each field's latest value, as the agent's context shows it."""

@@ -40,6 +40,15 @@ RECIPIENT_INDEXES: tuple[IndexModel, ...] = (
     IndexModel(
         [("agent_id", ASCENDING), ("data_complete", ASCENDING), ("last_call_at", DESCENDING)]
     ),
+    # Multikey: one entry per missing field name.
+    IndexModel(
+        [
+            ("agent_id", ASCENDING),
+            ("missing_fields", ASCENDING),
+            ("last_call_at", DESCENDING),
+            ("_id", DESCENDING),
+        ]
+    ),
 )
 
 
@@ -66,7 +75,9 @@ def _later(at_path: str, call_id_path: str, at: datetime, call_id: str) -> Docum
 
 def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
     """The projection's rules after the count, as (condition, update) pairs on
-    an existing recipient document."""
+    an existing recipient document, to be applied in order: a collected field
+    leaves `missing_fields` only after its value is held, so another call's
+    "join unless a value is held" never finds it absent in between."""
     at = call_moment(call)
     assert at is not None, "applies_to_recipient was checked"
     cid = call.call_id
@@ -77,7 +88,8 @@ def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
             {"$set": {"last_call_at": at, "last_outcome": outcome}},
         )
     ]
-    for name, value in collected_values(call):
+    collected = collected_values(call)
+    for name, value in collected:
         path = f"data_collected.{name}"
         updates.append(
             (
@@ -85,6 +97,10 @@ def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
                 {"$set": {path: {"value": value, "call_id": cid, "at": at}}},
             )
         )
+    if collected:
+        updates.append(({}, {"$pull": {"missing_fields": {"$in": [n for n, _ in collected]}}}))
+    for name in sorted(set(call.data_fields) - {name for name, _ in collected}):
+        updates.append(({f"data_collected.{name}": None}, {"$addToSet": {"missing_fields": name}}))
     if call.data_complete:
         updates.append(({}, {"$set": {"data_complete": True}}))
     if call.ended_by == "opt_out":
@@ -125,7 +141,7 @@ class MongoRecipientStore:
             UpdateOne({"_id": key, **condition}, self._stamped(update))
             for condition, update in recipient_updates(call)
         ]
-        await self._recipients.bulk_write(operations, ordered=False)
+        await self._recipients.bulk_write(operations, ordered=True)
 
     async def _count(self, key: str, call: CallDocument) -> None:
         assert call.agent_id is not None

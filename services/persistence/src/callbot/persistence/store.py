@@ -234,6 +234,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "call_sid": event.call_sid,
         "agent_id": event.agent_id,
         "agent_version": event.agent_version,
+        "data_fields": list(event.data_fields),
         "to": event.to,
         "from": event.from_,
         "recipient": event.recipient,

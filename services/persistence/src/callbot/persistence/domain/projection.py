@@ -128,6 +128,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         call_sid=event.call_sid,
         agent_id=event.agent_id,
         agent_version=event.agent_version,
+        data_fields=event.data_fields,
         to=event.to,
         from_=event.from_,
         recipient=event.recipient,

@@ -9,6 +9,8 @@ order, so every rule is idempotent and commutes with the others:
   (`created_at`, or its end when the creation event was lost): the last
   outcome, each data field's value and the profile follow that order;
 - the opt-out is the earliest call that ended with `opt_out`;
+- `missing_fields` are the fields any call asked for (`data_fields`) that no
+  call collected: a name joins unless a value is held, and leaves when one is;
 - `data_complete` is set once any call collected everything.
 """
 
@@ -76,6 +78,9 @@ def apply_call(recipient: RecipientDocument, call: CallDocument) -> RecipientDoc
             merged[name] = CollectedValue(value=value, call_id=call.call_id, at=at)
     if merged != recipient.data_collected:
         changes["data_collected"] = merged
+    missing = tuple(sorted((set(recipient.missing_fields) | set(call.data_fields)) - set(merged)))
+    if missing != recipient.missing_fields:
+        changes["missing_fields"] = missing
     if call.data_complete:
         changes["data_complete"] = True
     if call.ended_by == "opt_out" and opts_out_earlier(at, call.call_id, recipient.opted_out):
