@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbot.common.calls import CallbackRequest, CallDocument, EndedBy
+from callbot.common.calls import (
+    LIVE_TURNS,
+    RECORDING_TRANSCRIPT,
+    CallbackRequest,
+    CallDocument,
+    EndedBy,
+    SummarySource,
+)
 
 START = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -25,9 +32,14 @@ def finished_call(
     complete: bool = False,
     callback: CallbackRequest | None = None,
     fields: tuple[str, ...] = ("name", "email"),
+    summary: str | None = None,
+    from_recording: bool = False,
 ) -> CallDocument:
     """Call number `n`, started `minutes` (default `n`) minutes after START."""
     started = START + timedelta(minutes=n if minutes is None else minutes)
+    sources: tuple[SummarySource, ...] = (
+        (LIVE_TURNS, RECORDING_TRANSCRIPT) if from_recording else (LIVE_TURNS,)
+    )
     return CallDocument(
         call_id=f"call-{n:03d}",
         call_sid=f"CA{n:032d}",
@@ -44,6 +56,11 @@ def finished_call(
         data_complete=complete,
         recipient=recipient or {},
         callback_request=callback,
+        summary=summary,
+        summary_model="deterministic" if summary else None,
+        # A summary from the recording is made minutes after the call, the live one at its end.
+        summarized_at=started + timedelta(minutes=10 if from_recording else 1) if summary else None,
+        summary_sources=sources if summary else (),
     )
 
 
@@ -55,7 +72,9 @@ def history() -> list[CallDocument]:
     return [
         finished_call(1, data={"name": "Ada", "email": None}, recipient={"tier": "gold"}),
         finished_call(2, answered=False),
-        finished_call(3, data={"email": "ada@example.com"}, complete=True),
+        finished_call(
+            3, data={"email": "ada@example.com"}, complete=True, summary="Ada gave her email."
+        ),
         finished_call(
             4,
             data={"name": "Ada Lovelace"},
@@ -63,7 +82,14 @@ def history() -> list[CallDocument]:
             recipient={"tier": "silver"},
             fields=asks_phone,
         ),
-        finished_call(5, ended_by="opt_out", data={"name": "A. Lovelace"}, fields=asks_phone),
+        finished_call(
+            5,
+            ended_by="opt_out",
+            data={"name": "A. Lovelace"},
+            fields=asks_phone,
+            summary="Ada opted out; the recording confirms it.",
+            from_recording=True,
+        ),
         finished_call(
             6,
             ended_by="opt_out",

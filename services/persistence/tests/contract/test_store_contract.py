@@ -12,7 +12,13 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallbackRequest, CallDocument
+from callbot.common.calls import (
+    LIVE_TURNS,
+    RECORDING_TRANSCRIPT,
+    CallbackRequest,
+    CallDocument,
+    SummarySource,
+)
 from callbot.common.contracts import CallEvent, CallSummarized, utcnow
 from callbot.common.mongo import AGENTS, CALLS, Document
 from callbot.persistence.domain.completion import recording_missed_completion
@@ -410,6 +416,44 @@ class CallStoreContract:
         call = _content(await store.get(script.call_id))
         assert call == project(events, script.call_id)
         assert (call.summary, call.summary_model) == ("Ada gave her name and email.", "gpt-test")
+
+    @pytest.mark.parametrize("seed", range(4))
+    async def test_the_summary_from_the_recording_outranks_a_later_live_one(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        def summary(text: str, at: int, *sources: SummarySource) -> CallSummarized:
+            return CallSummarized(
+                call_id=script.call_id,
+                summary=text,
+                model="gpt-test",
+                summarized_at=script.at(at),
+                sources=sources,
+            )
+
+        both = (LIVE_TURNS, RECORDING_TRANSCRIPT)
+        summaries = [
+            summary("From the recording, first.", 50, *both),
+            summary("From the recording, remade.", 55, *both),
+            summary("Live turns, but slow.", 60, LIVE_TURNS),
+        ]
+        # The recording's summary is made from a stored call: it follows the call's events.
+        await _apply_all(store, script.whole_call())
+        await _apply_all(store, script.shuffled_with_duplicates(summaries, seed))
+        call = _content(await store.get(script.call_id))
+        assert call == project([*script.whole_call(), *summaries], script.call_id)
+        assert (call.summary, call.summary_sources) == ("From the recording, remade.", both)
+
+    async def test_a_summary_from_the_recording_never_creates_a_call(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        event = CallSummarized(
+            call_id=script.call_id,
+            summary="An erased call's summary.",
+            model="deterministic",
+            sources=(LIVE_TURNS, RECORDING_TRANSCRIPT),
+        )
+        await store.apply(event)
+        assert await store.get(script.call_id) is None
 
 
 class TestInMemoryCallStore(CallStoreContract):

@@ -14,6 +14,13 @@ from callbot.common.mcp_servers import ToolCallRecord
 
 Role = Literal["user", "assistant"]
 
+# What a post-call summary was made from: the live turns (always), and the
+# recording's transcript once the media worker announced one. A summary that
+# used the recording outranks one that did not (persistence's rule).
+SummarySource = Literal["live_turns", "recording_transcript"]
+LIVE_TURNS: SummarySource = "live_turns"
+RECORDING_TRANSCRIPT: SummarySource = "recording_transcript"
+
 EndedBy = Literal[
     "callee_hangup",
     "user_goodbye",
@@ -208,6 +215,7 @@ class CallDocument(_Model):
     summary: str | None = None
     summary_model: str | None = None  # the model that wrote it, or "deterministic"
     summarized_at: datetime | None = None
+    summary_sources: tuple[SummarySource, ...] = ()  # what the stored summary was made from
     recording: Recording | None = None
     recording_transcript: RecordingTranscript | None = None
     recording_transcript_failure: TranscriptionFailure | None = None

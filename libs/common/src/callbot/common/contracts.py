@@ -18,6 +18,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, mo
 
 from callbot.common.agents import Agent
 from callbot.common.calls import (
+    LIVE_TURNS,
+    RECORDING_TRANSCRIPT,
     CallbackRequest,
     CallDocument,
     DataReviewItem,
@@ -25,6 +27,7 @@ from callbot.common.calls import (
     Recording,
     RecordingArchive,
     RecordingTranscript,
+    SummarySource,
     Turn,
 )
 from callbot.common.transport import GatherTransport, Transport
@@ -217,12 +220,20 @@ class CallSummarized(CallEvent):
     """dialog: a summary of a finished call (by the model, or `deterministic`).
 
     Usually stored before `call.completed` is published, so that event carries
-    it; when the model is slow it comes later and fills in the call document."""
+    it; when the model is slow it comes later and fills in the call document.
+    Remade once the recording's transcript is announced: `sources` then names
+    `recording_transcript` beside `live_turns` (producers that predate it
+    sent neither: the live turns)."""
 
     type: Literal["call.summarized"] = "call.summarized"
     summary: str = Field(min_length=1)
     model: str = Field(min_length=1)
     summarized_at: datetime = Field(default_factory=utcnow)
+    sources: tuple[SummarySource, ...] = (LIVE_TURNS,)
+
+    @property
+    def uses_recording(self) -> bool:
+        return RECORDING_TRANSCRIPT in self.sources
 
 
 class CallRecordingArchived(CallEvent):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from callbot.common.calls import CallbackRequest, CallStatus, EndedBy
+from callbot.common.calls import CallbackRequest, CallStatus, EndedBy, SummarySource
 
 
 def recipient_key(agent_id: str, to: str) -> str:
@@ -49,6 +49,19 @@ class OptOut(_Model):
     at: datetime
 
 
+class LastSummary(_Model):
+    """The summary of the recipient's latest summarized call (`at`: that call's
+    start): how the next call learns about the earlier ones, the recording's
+    transcript included once a summary was remade with it."""
+
+    call_id: str
+    at: datetime
+    summary: str
+    model: str | None = None
+    sources: tuple[SummarySource, ...] = ()
+    summarized_at: datetime
+
+
 class RecipientDocument(_Model):
     """One `(agent_id, to)`: its calls, the data they collected, its opt-out."""
 
@@ -69,6 +82,7 @@ class RecipientDocument(_Model):
     profile: dict[str, Any] = Field(default_factory=dict)
     profile_call_id: str | None = None
     profile_at: datetime | None = None
+    last_summary: LastSummary | None = None
     updated_at: datetime | None = None
 
     @field_validator("missing_fields")

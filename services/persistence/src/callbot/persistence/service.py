@@ -147,6 +147,7 @@ class PersistenceService:
                 completions=completions,
                 events=publisher,
                 durably=RetryWhileUnreachable(self._stopping),
+                recipients=recipients,
                 on_stored=self._on_stored,
             ),
             delivery_limit=topology.delivery_limit,
