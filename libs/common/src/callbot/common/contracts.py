@@ -292,6 +292,29 @@ class AgentUpdated(Event):
     version: int
 
 
+class RecipientDataErased(Event):
+    """persistence: a recipient of an agent was erased on request (audit record
+    `audit_id`). The campaigns service, owner of `attempts`, erases that number
+    from the rows of that agent's campaigns. At least once: idempotent."""
+
+    type: Literal["recipient.erased"] = "recipient.erased"
+    audit_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+
+
+class RecipientAttemptsErased(Event):
+    """campaigns: the number is erased from the rows of the agent's campaigns;
+    `attempts_erased` counts the rows bearing this erasure (a repeat reports
+    the same). persistence adds it to the erasure's audit record."""
+
+    type: Literal["recipient.attempts_erased"] = "recipient.attempts_erased"
+    audit_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+    attempts_erased: int = Field(ge=0)
+
+
 class CampaignCounters(BaseModel):
     """Where a campaign's recipients stand (one per recipient, final or not)."""
 
@@ -346,6 +369,8 @@ AnyEvent = Annotated[
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated
+    | RecipientDataErased
+    | RecipientAttemptsErased
     | CampaignProgress
     | CampaignCompleted,
     Field(discriminator="type"),

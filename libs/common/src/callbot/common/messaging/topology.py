@@ -29,6 +29,8 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.recording_archived",
     "call.recording_transcribed",
     "call.recording_transcription_failed",
+    # The campaigns service's part of an erasure, for the audit record.
+    "recipient.attempts_erased",
 )
 # The media worker archives every finished recording, then transcribes the archive.
 MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording", "call.recording_archived")
@@ -36,7 +38,8 @@ DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status", "call.turn
 # dialog remakes a call's summary with its recording's transcript: once, by
 # whichever replica takes the event from the queue they share.
 DIALOG_SUMMARY_KEYS: tuple[str, ...] = ("call.recording_transcribed",)
-CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
+# `recipient.erased`: the erased number's rows leave the agent's campaigns.
+CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed", "recipient.erased")
 
 # On a message an RPC server dead-letters itself (the broker writes `x-death`
 # on those it dead-letters): the queue it came from, and why.
