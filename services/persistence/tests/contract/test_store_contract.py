@@ -18,6 +18,7 @@ from callbot.common.calls import (
     CallbackRequest,
     CallDocument,
     SummarySource,
+    TranscriptSegment,
 )
 from callbot.common.contracts import CallEvent, CallSummarized, utcnow
 from callbot.common.mongo import AGENTS, CALLS, Document
@@ -120,6 +121,38 @@ class CallStoreContract:
         )
         assert call.data_review == ()
         assert _content(call) == project(events, script.call_id)
+
+    async def test_a_dual_channel_transcript_is_stored_with_each_segments_turn(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # As the media worker publishes it: the greeting (seq 0) and the
+        # callee's answer (seq 1) aligned; words after their last turn, none.
+        segments = (
+            TranscriptSegment(
+                start_s=0.6, end_s=2.0, text="Hi Ada.", channel=2, speaker="agent", seq=0
+            ),
+            TranscriptSegment(
+                start_s=2.5, end_s=3.5, text="Yes.", channel=1, speaker="callee", seq=1
+            ),
+            TranscriptSegment(start_s=9.0, end_s=9.5, text="Bye.", channel=1, speaker="callee"),
+        )
+        event = script.transcribed()
+        aligned = event.model_copy(
+            update={
+                "transcript": event.transcript.model_copy(
+                    update={"channels": 2, "segments": segments}
+                )
+            }
+        )
+        await _apply_all(store, [*script.whole_call(), aligned])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording_transcript is not None
+        assert [(s.text, s.seq) for s in call.recording_transcript.segments] == [
+            ("Hi Ada.", 0),
+            ("Yes.", 1),
+            ("Bye.", None),
+        ]
 
     async def test_a_transcript_or_failure_never_creates_a_call(
         self, store: CallStore, script: CallScript

@@ -119,6 +119,9 @@ class Recording(_Model):
     url: str | None = None
     duration_s: int | None = None
     status: str | None = None
+    # Twilio's `RecordingStartTime` (whole seconds): where the recording's
+    # timeline starts, which aligns its transcript with the live turns.
+    started_at: datetime | None = None
     archive: RecordingArchive | None = None  # set by `call.recording_archived`
 
 
@@ -137,6 +140,10 @@ class TranscriptSegment(_Model):
     text: str
     channel: int | None = None
     speaker: Speaker | None = None
+    # The live turn this stretch belongs to (dual-channel recordings only;
+    # None when no turn of that speaker's role overlaps it): the media
+    # worker's alignment, `callbot.media.domain.alignment`.
+    seq: int | None = None
 
 
 class RecordingTranscript(_Model):
