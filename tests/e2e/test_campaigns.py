@@ -265,3 +265,46 @@ def test_csv_upload_and_attempts_listing(campaigns: CampaignStack) -> None:
     assert lines[0].startswith("row,to,timezone,state,skip_reason")
     assert len(lines) == 7
     assert ",duplicate," in lines[-1]
+
+
+def test_erasing_a_recipient_reaches_the_campaign_attempts_and_nothing_else(
+    campaigns: CampaignStack,
+) -> None:
+    zone = afternoon_zone()
+    erased, kept = number(5, 1), number(5, 2)
+    for to in (erased, kept):
+        campaigns.script(to, "answers")
+    campaigns.put_agent("camp-other")
+    rows = [{"to": to, "timezone": zone, "name": f"R{to[-1]}"} for to in (erased, kept)]
+    mine = campaigns.create(campaign_body("camp", rows))["campaign_id"]
+    campaigns.wait_state(mine, "completed")
+    theirs = campaigns.create(campaign_body("camp-other", rows[:1]))["campaign_id"]
+    campaigns.wait_state(theirs, "completed")
+    before = {row["_id"]: row for c in (mine, theirs) for row in campaigns.attempts(c)}
+    counters = campaigns.campaign(mine)["counters"]
+
+    response = campaigns.api.delete(f"/v1/recipients/camp/{erased}", params={"reason": "art. 17"})
+    assert response.status_code == 200, response.text
+    audit_id = response.json()["audit_id"]
+
+    audit = wait_until(
+        lambda: (
+            (a := campaigns.db.audit.find_one({"_id": audit_id}))
+            and a.get("attempts_erased") is not None
+            and a
+        ),
+        "the campaigns service's count on the audit record",
+        30,
+    )
+    assert audit["attempts_erased"] == 1
+    after = {row["_id"]: row for c in (mine, theirs) for row in campaigns.attempts(c)}
+    [erased_id] = [key for key, row in before.items() if row.get("to") == erased and mine in key]
+    row = after.pop(erased_id)
+    assert not {"to", "timezone", "fields", "zones", "dedupe"} & row.keys()
+    assert row["erased"]["audit_id"] == audit_id
+    assert (row["state"], row["tries"]) == (before[erased_id]["state"], before[erased_id]["tries"])
+    # Every other row, the other agent's row of that very number included, is as it was.
+    assert after == {key: value for key, value in before.items() if key != erased_id}
+    assert campaigns.campaign(mine)["counters"] == counters
+    listed = campaigns.api.get(f"/v1/campaigns/{mine}/attempts").json()["items"]
+    assert [item.get("to") for item in listed] == [None, kept]

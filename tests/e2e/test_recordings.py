@@ -51,6 +51,7 @@ from callbot.common.contracts import (
 )
 from callbot.common.mongo import AUDIT, CALLS
 from callbot.common.object_storage import S3Config, S3ObjectStore
+from callbot.dialog.domain.summary import RECORDING_INSTRUCTIONS
 from callbot.persistence.erasure import CallEraser, RetentionSweeper
 from callbot.testkit.documents import silent_wav, text_pdf
 from callbot.testkit.fake_openai import FakeOpenAIProcess
@@ -59,6 +60,9 @@ from callbot.testkit.s3_server import S3ServerProcess
 pytestmark = pytest.mark.e2e
 
 ATTEMPTS = 4
+RECORDED_SUMMARY = (
+    "Ada gave her name and an email; the recording has another address: confirm it next time."
+)
 SHORT_RETENTION_DAYS = 1  # the "brief" agent's; the deployment keeps calls 30 days
 
 
@@ -249,6 +253,19 @@ def dual_channel_call(e2e: E2EStack) -> FinishedCall:
             },
         ]
     )
+    # The summary remade once the transcript is announced: the model reads both transcripts.
+    e2e.fake_llm.control.add_rules(
+        [
+            {
+                "match": {
+                    "system_regex": re.escape(RECORDING_INSTRUCTIONS[:40]),
+                    "any_regex": r"Recording transcript:.*ada\.king@example\.com",
+                },
+                "response": {"text": RECORDED_SUMMARY},
+                "times": None,
+            }
+        ]
+    )
     return e2e.call("e2e-dual", to, {"name": "Ada"})
 
 
@@ -306,6 +323,94 @@ def test_a_value_the_recording_contradicts_is_flagged_not_changed(
     assert [(item.field, item.value, item.heard) for item in document.data_review or ()] == [
         ("email", "ada@example.com", ("ada.king@example.com",))
     ]
+
+
+def test_the_transcript_remakes_the_summary_which_reaches_the_recipient_and_the_next_call(
+    e2e: E2EStack, dual_channel_call: FinishedCall
+) -> None:
+    call_id, to = dual_channel_call.placed.call_id, dual_channel_call.placed.to
+    remade = wait_until(
+        lambda: [s for s in e2e.subscriber.summarized(call_id) if s.uses_recording],
+        "call.summarized from the recording",
+        60,
+        e2e.explain,
+    )
+    assert [(s.summary, s.sources) for s in remade] == [
+        (RECORDED_SUMMARY, ("live_turns", "recording_transcript"))
+    ]
+    # The live summary came first, at the call's end, from the live turns alone.
+    live = [s for s in e2e.subscriber.summarized(call_id) if not s.uses_recording]
+    assert [s.sources for s in live] == [("live_turns",)]
+    document = wait_until(
+        lambda: (d := stored(e2e, call_id)).summary == RECORDED_SUMMARY and d,
+        "the remade summary stored",
+        30,
+        e2e.explain,
+    )
+    assert document.summary_sources == ("live_turns", "recording_transcript")
+    recipient = wait_until(
+        lambda: (
+            (r := e2e.recipient("e2e-dual", to))
+            and r.last_summary
+            and r.last_summary.summary == RECORDED_SUMMARY
+            and r
+        ),
+        "the remade summary in the recipient's record",
+        30,
+        e2e.explain,
+    )
+    assert recipient.last_summary is not None
+    assert recipient.last_summary.call_id == call_id
+
+    # The next call to the number reads the call through that summary, never the transcript.
+    e2e.add_scenario(
+        {
+            "name": "transcribe-dual-again",
+            "to": to,
+            "steps": [{"say": "Hi, it's Ada again."}, {"say": "Okay, bye."}],
+        }
+    )
+    e2e.fake_llm.control.add_rules(
+        [llm_rule("transcribe-dual", "Ada again", text="Welcome back, Ada.")]
+    )
+    asked_before = len(e2e.llm_requests("transcribe-dual"))
+    e2e.call("e2e-dual", to, {"name": "Ada"})
+    [request] = [
+        r
+        for r in e2e.llm_requests("transcribe-dual")[asked_before:]
+        if "Ada again" in str(r.body["messages"])
+    ]
+    contents = [str(m["content"]) for m in request.body["messages"]]
+    [past] = [text for text in contents if text.startswith("Earlier calls with this person")]
+    assert f"summary: {RECORDED_SUMMARY}" in past
+    assert "Yes, this is Ada Lovelace." not in past  # neither transcript's words
+    # The address only the recording held never reaches the model.
+    assert not any("ada.king@example.com" in text for text in contents)
+
+
+def test_a_failed_transcription_leaves_the_live_summary_as_it_is(e2e: E2EStack) -> None:
+    e2e.fake_llm.control.add_transcription_rules(
+        [{"response": {"error": {"status": 400}}, "times": 1}]
+    )
+    call = brief_call(e2e, "+15005550204", "transcribe-refused")
+    call_id = call.placed.call_id
+    wait_until(
+        lambda: e2e.subscriber.of_call(CallRecordingTranscriptionFailed, call_id),
+        "call.recording_transcription_failed",
+        60,
+        e2e.explain,
+    )
+    live = wait_until(
+        lambda: e2e.subscriber.summarized(call_id), "the live summary", 30, e2e.explain
+    )
+    document = wait_until(
+        lambda: (d := stored(e2e, call_id)).recording_transcript_failure and d,
+        "the failure mark",
+        30,
+    )
+    assert document.summary == live[0].summary
+    assert document.summary_sources == ("live_turns",)
+    assert [s.sources for s in e2e.subscriber.summarized(call_id)] == [("live_turns",)]
 
 
 def brief_call(e2e: E2EStack, to: str, tag: str) -> FinishedCall:

@@ -15,6 +15,7 @@ from callbot.campaigns.handlers import (
     claim_next,
     claim_stale,
     handle_call_completed,
+    handle_recipient_erased,
     handle_request,
     maybe_finish,
     place,
@@ -32,7 +33,11 @@ from callbot.common.campaigns import (
     RecipientRow,
     SuppressionsAdd,
 )
-from callbot.common.contracts import CampaignCompleted
+from callbot.common.contracts import (
+    CampaignCompleted,
+    RecipientAttemptsErased,
+    RecipientDataErased,
+)
 from callbot.common.mongo import Document
 
 pytestmark = pytest.mark.mongo
@@ -45,8 +50,10 @@ async def h(mongo_db: AsyncDatabase[Document]) -> Harness:
     return await harness(mongo_db)
 
 
-async def start_campaign(h: Harness, numbers: list[str], **settings: Any) -> str:
-    campaign_id = f"c{len(h.events)}{len(numbers)}"
+async def start_campaign(
+    h: Harness, numbers: list[str], campaign_id: str | None = None, **settings: Any
+) -> str:
+    campaign_id = campaign_id or f"c{len(h.events)}{len(numbers)}"
     spec = CampaignSettings.model_validate(
         {
             "agent_id": "agent",
@@ -338,3 +345,60 @@ async def test_a_call_whose_outcome_never_came_is_settled(h: Harness) -> None:
     assert (first["state"], first["outcome"]) == ("retry", "busy")
     assert (second["state"], second["outcome"]) == ("failed", "failed")
     assert "no outcome for call call-2" in second["problem"]
+
+
+async def test_erasing_a_recipient_erases_their_rows_in_the_agents_campaigns_only(
+    h: Harness,
+) -> None:
+    ada, other_numbers = "+12125550101", ["+12125550102", "+12125550103"]
+    called = await start_campaign(h, [ada, other_numbers[0]], "called")  # both called
+    for _ in range(2):
+        h.clock.advance(1)  # the next pacing slot
+        claimed = await claim_next(await campaign(h, called), h.ports)
+        assert claimed is not None
+        await place(claimed, h.ports)
+        await complete(h, claimed.attempt["_id"], 1)
+    waiting = await start_campaign(h, [ada, other_numbers[1]], "waiting")  # none called yet
+    in_call = await start_campaign(h, [ada], "in-call")  # Ada's call still in flight
+    flying = await claim_next(await campaign(h, in_call), h.ports)
+    assert flying is not None
+    await place(flying, h.ports)
+    another_agent = await start_campaign(h, [ada], "another", agent_id="another-agent")
+    rows = h.ports.store.attempts
+    untouched = await rows.find({"to": {"$ne": ada}}).to_list(None)
+    untouched += await rows.find({"campaign_id": another_agent}).to_list(None)
+    counters_before = await h.ports.store.counters(called)
+
+    erasure = RecipientDataErased(audit_id="audit-1", agent_id="agent", to=ada)
+    await handle_recipient_erased(erasure, h.ports)
+
+    [answer] = [event for event in h.events if isinstance(event, RecipientAttemptsErased)]
+    assert (answer.audit_id, answer.attempts_erased) == ("audit-1", 3)
+    # Everyone else's rows (other numbers, another agent's campaign) are as they were.
+    for document in untouched:
+        assert await rows.find_one({"_id": document["_id"]}) == document
+    # A called row keeps its state and tries, so the counters stay true; the number goes.
+    [done] = await rows.find({"campaign_id": called, "erased": {"$ne": None}}).to_list(None)
+    assert not {"to", "fields", "timezone", "zones", "dedupe"} & done.keys()
+    assert (done["state"], len(done["tries"])) == ("completed", 1)
+    assert await h.ports.store.counters(called) == counters_before
+    # A row waiting to be called is not called: canceled, and counted so.
+    [never] = await rows.find({"campaign_id": waiting, "erased": {"$ne": None}}).to_list(None)
+    assert (never["state"], "to" in never) == ("canceled", False)
+    counters = await h.ports.store.counters(waiting)
+    assert (counters.canceled, counters.pending, counters.total) == (1, 1, 2)
+    # The call in flight keeps the number until its outcome, then ends without a retry.
+    held = await rows.find_one({"_id": flying.attempt["_id"]})
+    assert held is not None
+    assert (held["state"], held["to"], held["fields"]) == ("in_call", ada, {})
+    await complete(h, flying.attempt["_id"], 1, status="busy")
+    ended = await rows.find_one({"_id": flying.attempt["_id"]})
+    assert ended is not None
+    assert (ended["state"], "to" in ended, "line" in ended) == ("canceled", False, False)
+    assert await claim_next(await campaign(h, in_call), h.ports) is None
+    assert (await campaign(h, in_call))["state"] == "completed"
+
+    # Delivered again: nothing more is erased, the same count is reported.
+    await handle_recipient_erased(erasure, h.ports)
+    answers = [event for event in h.events if isinstance(event, RecipientAttemptsErased)]
+    assert [a.attempts_erased for a in answers] == [3, 3]

@@ -49,6 +49,7 @@ def _created(n: int, at: datetime, agent_id: str = "survey", to: str | None = No
         call_sid=f"CA{n:032d}",
         agent_id=agent_id,
         agent_version=3,
+        data_fields=tuple(field.name for field in FIELDS),
         to=to or f"+1415555{n % 10000:04d}",
         from_="+15005550006",
     )
@@ -249,6 +250,8 @@ async def test_recipients_filters_one_recipient_and_csv(
     assert await numbers(opted_out="false") == ["+14155550102", "+14155550101"]
     assert await numbers(data_complete="true") == ["+14155550102"]
     assert await numbers(missing="email") == ["+14155550103", "+14155550101"]
+    assert await numbers(missing="full_name") == ["+14155550103"]
+    assert await numbers(missing="phone") == []  # the agent never asked for it
 
     one = await client.get("/v1/recipients/survey/+14155550101", headers=api_headers())
     assert one.status_code == 200, one.text

@@ -77,7 +77,9 @@ def test_a_call_is_overdue_past_what_twilio_allows_plus_the_margin(
 
 def test_twilios_final_record_becomes_the_callback_events_final_status_last() -> None:
     call = _call(answered_at=None)
-    recording = TwilioRecording(sid="RE1", status="completed", duration_s=41, url="https://r/RE1")
+    recording = TwilioRecording(
+        sid="RE1", status="completed", duration_s=41, url="https://r/RE1", started_at=T0
+    )
     events = reconciling_events(call, _twilio(answered_by="human"), [recording])
 
     answered, recorded, status = events
@@ -85,6 +87,7 @@ def test_twilios_final_record_becomes_the_callback_events_final_status_last() ->
     assert (answered.occurred_at, answered.answered_by) == (T0 + timedelta(seconds=5), "human")
     assert isinstance(recorded, CallRecordingUpdated)
     assert (recorded.recording.sid, recorded.recording.duration_s) == ("RE1", 41)
+    assert recorded.recording.started_at == T0  # the transcript's alignment needs it
     assert isinstance(status, CallStatusChanged)
     assert (status.status, status.call_duration, status.sequence_number) == ("completed", 42, 3)
     assert status.occurred_at == T0 + timedelta(seconds=47)

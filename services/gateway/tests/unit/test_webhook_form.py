@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from callbot.gateway.domain.callback_events import call_status_event, recording_event
@@ -102,6 +104,7 @@ def test_recording_event() -> None:
         "RecordingUrl": "https://api.twilio.com/rec/RE1",
         "RecordingDuration": "17",
         "RecordingStatus": "completed",
+        "RecordingStartTime": "Wed, 02 Dec 2026 12:00:03 +0000",
     }
     event = recording_event("c1", fields)
     assert event.recording.model_dump() == {
@@ -109,6 +112,9 @@ def test_recording_event() -> None:
         "url": "https://api.twilio.com/rec/RE1",
         "duration_s": 17,
         "status": "completed",
+        "started_at": datetime(2026, 12, 2, 12, 0, 3, tzinfo=UTC),
         "archive": None,  # the media worker's, later
     }
     assert (event.call_sid, event.params) == ("CA1", fields)
+    unreadable = recording_event("c1", {**fields, "RecordingStartTime": "soon"})
+    assert unreadable.recording.started_at is None  # costs the alignment only

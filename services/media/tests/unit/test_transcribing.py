@@ -3,13 +3,21 @@ and when the endpoint is asked at all."""
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallDocument, RecordingArchive, RecordingTranscript
+from callbot.common.calls import (
+    CallDocument,
+    Recording,
+    RecordingArchive,
+    RecordingTranscript,
+    Turn,
+)
 from callbot.common.contracts import (
     CallRecordingArchived,
     CallRecordingTranscribed,
@@ -73,9 +81,11 @@ async def at_once(operation: Callable[[], Awaitable[T]]) -> T:
     return await operation()
 
 
-def ports(endpoint: FakeEndpoint, calls: FakeCalls, sink: Sink) -> TranscriptionPorts:
+def ports(
+    endpoint: FakeEndpoint, calls: FakeCalls, sink: Sink, audio: bytes = b"RIFF"
+) -> TranscriptionPorts:
     store = InMemoryObjectStore()
-    store.objects[ObjectLocation(ARCHIVE.bucket, ARCHIVE.key)] = (b"RIFF", "audio/wav")
+    store.objects[ObjectLocation(ARCHIVE.bucket, ARCHIVE.key)] = (audio, "audio/wav")
     return TranscriptionPorts(
         transcriber=endpoint,
         calls=calls,
@@ -148,3 +158,52 @@ async def test_a_recording_already_transcribed_is_not_sent_again() -> None:
     call = CallDocument(call_id="c1", recording_transcript=done)
     await transcribe_recording(EVENT, ports(endpoint, FakeCalls(call), sink))
     assert (endpoint.requests, sink.events, sink.dead) == ([], [], [])
+
+
+@dataclass
+class DualChannelEndpoint(FakeEndpoint):
+    """Each party's channel answers with its own timed words."""
+
+    async def transcribe(self, part: AudioPart) -> PartTranscript:
+        self.requests.append(part.filename)
+        if part.speaker == "agent":
+            return PartTranscript(
+                "Hi Ada. Your email?", ((0.6, 2.0, "Hi Ada."), (4.5, 5.5, "Your email?"))
+            )
+        return PartTranscript(
+            "Ada here. ada@example.com", ((2.5, 3.5, "Ada here."), (6.0, 8.0, "ada@example.com"))
+        )
+
+
+def stereo_wav() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(bytes(4 * 800))
+    return buffer.getvalue()
+
+
+async def test_a_dual_channel_transcript_is_published_aligned_with_the_live_turns() -> None:
+    endpoint, sink = DualChannelEndpoint(), Sink()
+
+    def said(seq: int, at_s: float) -> Turn:
+        role = "assistant" if seq % 2 == 0 else "user"
+        return Turn(seq=seq, role=role, content="…", at=NOW + timedelta(seconds=at_s))
+
+    call = CallDocument(
+        call_id="c1",
+        answered_at=NOW - timedelta(seconds=1),  # Twilio's own start time comes first
+        recording=Recording(sid="RE1", started_at=NOW),
+        turns=(said(0, 0.5), said(1, 4.0), said(2, 4.2), said(3, 8.5)),
+    )
+    await transcribe_recording(EVENT, ports(endpoint, FakeCalls(call), sink, stereo_wav()))
+    [published] = sink.events
+    assert isinstance(published, CallRecordingTranscribed)
+    assert [(s.speaker, s.text, s.seq) for s in published.transcript.segments] == [
+        ("agent", "Hi Ada.", 0),
+        ("callee", "Ada here.", 1),
+        ("agent", "Your email?", 2),
+        ("callee", "ada@example.com", 3),
+    ]

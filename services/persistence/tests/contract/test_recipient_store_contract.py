@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
-from recipient_calls import AGENT, TO, finished_call, history
+from recipient_calls import AGENT, START, TO, finished_call, history
 
 from callbot.common.mongo import RECIPIENTS, Document
 from callbot.common.recipients import RecipientDocument
@@ -55,6 +56,12 @@ class RecipientStoreContract:
         assert expected.opted_out.call_id == "call-005"
         assert expected.profile == {"tier": "silver"}
         assert expected.data_complete
+        assert expected.missing_fields == ("phone",)  # email was missing until call 3
+        assert expected.last_summary is not None
+        assert (expected.last_summary.call_id, expected.last_summary.summary) == (
+            "call-005",
+            "Ada opted out; the recording confirms it.",
+        )
 
     @pytest.mark.parametrize("seed", range(4))
     async def test_shuffled_and_repeated_calls_give_the_same_document(
@@ -82,10 +89,57 @@ class RecipientStoreContract:
         assert (mine.total_calls, theirs.total_calls) == (1, 1)
         assert theirs.known_data() == {}
 
+    async def test_a_missing_field_leaves_when_a_later_call_collects_it(
+        self, store: RecipientStore
+    ) -> None:
+        await store.record_call(finished_call(1, data={"name": "Ada"}, fields=("name", "email")))
+        first = await store.get(AGENT, TO)
+        assert first is not None
+        assert first.missing_fields == ("email",)
+        await store.record_call(finished_call(2, data={"email": "ada@example.com"}))
+        second = await store.get(AGENT, TO)
+        assert second is not None
+        assert second.missing_fields == ()
+        # A later call that asks again and hears nothing does not bring it back.
+        await store.record_call(finished_call(3, answered=False))
+        assert _content(await store.get(AGENT, TO)).missing_fields == ()
+
     async def test_a_call_without_its_creation_is_skipped(self, store: RecipientStore) -> None:
         orphan = finished_call(1).model_copy(update={"agent_id": None, "to": None})
         await store.record_call(orphan)
         assert await store.get(AGENT, TO) is None
+
+    async def test_a_summary_stored_after_the_count_reaches_the_recipient_by_its_rank(
+        self, store: RecipientStore
+    ) -> None:
+        live = finished_call(2, summary="Ada gave her email.")
+        await store.record_call(finished_call(2))  # counted before any summary was stored
+        await store.record_call(finished_call(1, summary="An older call."))
+        await store.record_summary(live)
+        remade = finished_call(2, summary="Remade with the recording.", from_recording=True)
+        await store.record_summary(remade)
+        # A live summary stored later (the model was slow) does not replace it.
+        late = live.model_copy(update={"summarized_at": START + timedelta(hours=1)})
+        await store.record_summary(late)
+        await store.record_summary(remade)
+        stored = _content(await store.get(AGENT, TO))
+        assert stored.last_summary is not None
+        assert (stored.last_summary.call_id, stored.last_summary.summary) == (
+            "call-002",
+            "Remade with the recording.",
+        )
+        assert stored.last_summary.sources == ("live_turns", "recording_transcript")
+        assert stored == project_recipient(
+            [finished_call(1, summary="An older call."), remade], AGENT, TO
+        )
+
+    async def test_a_summary_of_a_call_not_counted_waits_for_its_count(
+        self, store: RecipientStore
+    ) -> None:
+        await store.record_call(finished_call(1))
+        await store.record_summary(finished_call(2, summary="Not counted yet."))
+        stored = _content(await store.get(AGENT, TO))
+        assert stored.last_summary is None
 
 
 class TestInMemoryRecipientStore(RecipientStoreContract):

@@ -12,7 +12,15 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from callbot.common.agents import Agent
-from callbot.common.calls import CallbackRequest, CallDocument, Turn
+from callbot.common.calls import (
+    LIVE_TURNS,
+    RECORDING_TRANSCRIPT,
+    CallbackRequest,
+    CallDocument,
+    SummarySource,
+    TranscriptSegment,
+    Turn,
+)
 from callbot.common.contracts import (
     CallEvent,
     CallFallbackSpoken,
@@ -121,6 +129,38 @@ class CallStoreContract:
         )
         assert call.data_review == ()
         assert _content(call) == project(events, script.call_id)
+
+    async def test_a_dual_channel_transcript_is_stored_with_each_segments_turn(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        # As the media worker publishes it: the greeting (seq 0) and the
+        # callee's answer (seq 1) aligned; words after their last turn, none.
+        segments = (
+            TranscriptSegment(
+                start_s=0.6, end_s=2.0, text="Hi Ada.", channel=2, speaker="agent", seq=0
+            ),
+            TranscriptSegment(
+                start_s=2.5, end_s=3.5, text="Yes.", channel=1, speaker="callee", seq=1
+            ),
+            TranscriptSegment(start_s=9.0, end_s=9.5, text="Bye.", channel=1, speaker="callee"),
+        )
+        event = script.transcribed()
+        aligned = event.model_copy(
+            update={
+                "transcript": event.transcript.model_copy(
+                    update={"channels": 2, "segments": segments}
+                )
+            }
+        )
+        await _apply_all(store, [*script.whole_call(), aligned])
+        call = await store.get(script.call_id)
+        assert call is not None
+        assert call.recording_transcript is not None
+        assert [(s.text, s.seq) for s in call.recording_transcript.segments] == [
+            ("Hi Ada.", 0),
+            ("Yes.", 1),
+            ("Bye.", None),
+        ]
 
     async def test_a_transcript_or_failure_never_creates_a_call(
         self, store: CallStore, script: CallScript
@@ -468,6 +508,44 @@ class CallStoreContract:
         call = _content(await store.get(script.call_id))
         assert call == project(events, script.call_id)
         assert (call.summary, call.summary_model) == ("Ada gave her name and email.", "gpt-test")
+
+    @pytest.mark.parametrize("seed", range(4))
+    async def test_the_summary_from_the_recording_outranks_a_later_live_one(
+        self, store: CallStore, script: CallScript, seed: int
+    ) -> None:
+        def summary(text: str, at: int, *sources: SummarySource) -> CallSummarized:
+            return CallSummarized(
+                call_id=script.call_id,
+                summary=text,
+                model="gpt-test",
+                summarized_at=script.at(at),
+                sources=sources,
+            )
+
+        both = (LIVE_TURNS, RECORDING_TRANSCRIPT)
+        summaries = [
+            summary("From the recording, first.", 50, *both),
+            summary("From the recording, remade.", 55, *both),
+            summary("Live turns, but slow.", 60, LIVE_TURNS),
+        ]
+        # The recording's summary is made from a stored call: it follows the call's events.
+        await _apply_all(store, script.whole_call())
+        await _apply_all(store, script.shuffled_with_duplicates(summaries, seed))
+        call = _content(await store.get(script.call_id))
+        assert call == project([*script.whole_call(), *summaries], script.call_id)
+        assert (call.summary, call.summary_sources) == ("From the recording, remade.", both)
+
+    async def test_a_summary_from_the_recording_never_creates_a_call(
+        self, store: CallStore, script: CallScript
+    ) -> None:
+        event = CallSummarized(
+            call_id=script.call_id,
+            summary="An erased call's summary.",
+            model="deterministic",
+            sources=(LIVE_TURNS, RECORDING_TRANSCRIPT),
+        )
+        await store.apply(event)
+        assert await store.get(script.call_id) is None
 
 
 class TestInMemoryCallStore(CallStoreContract):

@@ -64,6 +64,7 @@ class Persistence:
             completions=self.completions,
             events=self.sink,
             durably=RetryWhileUnreachable(self.stopping),
+            recipients=self.recipients,
         )
 
     async def settle(self) -> None:
@@ -108,6 +109,30 @@ async def test_the_recipient_counts_the_call_before_call_completed_goes_out(
     assert recipient.last_outcome is not None
     assert recipient.last_outcome.ended_by == "system_complete"
     assert recipient.profile == {"name": "Ada"}
+
+
+async def test_a_summary_remade_from_the_recording_after_completion_reaches_the_recipient(
+    persistence: Persistence, script: CallScript
+) -> None:
+    for event in script.whole_call():
+        await persistence.handle(event)
+    await persistence.settle()
+    [completed] = persistence.sink.of_type(CallCompleted)
+    call = completed.call  # type: ignore[attr-defined]
+    await persistence.handle(
+        CallSummarized(
+            call_id=script.call_id,
+            summary="Ada gave everything; the recording agrees.",
+            model="deterministic",
+            sources=("live_turns", "recording_transcript"),
+        )
+    )
+    recipient = await persistence.recipients.get(call.agent_id, call.to)
+    assert recipient is not None
+    assert recipient.last_summary is not None
+    assert recipient.last_summary.summary == "Ada gave everything; the recording agrees."
+    assert recipient.last_summary.sources == ("live_turns", "recording_transcript")
+    assert recipient.total_calls == 1
 
 
 async def test_call_completed_waits_a_bounded_time_for_the_summary(script: CallScript) -> None:

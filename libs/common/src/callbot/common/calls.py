@@ -14,6 +14,13 @@ from callbot.common.mcp_servers import ToolCallRecord
 
 Role = Literal["user", "assistant"]
 
+# What a post-call summary was made from: the live turns (always), and the
+# recording's transcript once the media worker announced one. A summary that
+# used the recording outranks one that did not (persistence's rule).
+SummarySource = Literal["live_turns", "recording_transcript"]
+LIVE_TURNS: SummarySource = "live_turns"
+RECORDING_TRANSCRIPT: SummarySource = "recording_transcript"
+
 EndedBy = Literal[
     "callee_hangup",
     "user_goodbye",
@@ -113,6 +120,9 @@ class Recording(_Model):
     url: str | None = None
     duration_s: int | None = None
     status: str | None = None
+    # Twilio's `RecordingStartTime` (whole seconds): where the recording's
+    # timeline starts, which aligns its transcript with the live turns.
+    started_at: datetime | None = None
     archive: RecordingArchive | None = None  # set by `call.recording_archived`
 
 
@@ -131,6 +141,10 @@ class TranscriptSegment(_Model):
     text: str
     channel: int | None = None
     speaker: Speaker | None = None
+    # The live turn this stretch belongs to (dual-channel recordings only;
+    # None when no turn of that speaker's role overlaps it): the media
+    # worker's alignment, `callbot.media.domain.alignment`.
+    seq: int | None = None
 
 
 class RecordingTranscript(_Model):
@@ -181,6 +195,7 @@ class CallDocument(_Model):
     call_sid: str | None = None
     agent_id: str | None = None
     agent_version: int | None = None
+    data_fields: tuple[str, ...] = ()  # the fields the agent asked for (`call.created`)
     to: str | None = None
     from_: str | None = Field(
         default=None, validation_alias=AliasChoices("from", "from_"), serialization_alias="from"
@@ -208,6 +223,7 @@ class CallDocument(_Model):
     summary: str | None = None
     summary_model: str | None = None  # the model that wrote it, or "deterministic"
     summarized_at: datetime | None = None
+    summary_sources: tuple[SummarySource, ...] = ()  # what the stored summary was made from
     recording: Recording | None = None
     recording_transcript: RecordingTranscript | None = None
     recording_transcript_failure: TranscriptionFailure | None = None

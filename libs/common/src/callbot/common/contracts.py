@@ -18,6 +18,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, mo
 
 from callbot.common.agents import Agent
 from callbot.common.calls import (
+    LIVE_TURNS,
+    RECORDING_TRANSCRIPT,
     CallbackRequest,
     CallDocument,
     DataReviewItem,
@@ -25,6 +27,7 @@ from callbot.common.calls import (
     Recording,
     RecordingArchive,
     RecordingTranscript,
+    SummarySource,
     Turn,
 )
 from callbot.common.transport import GatherTransport, Transport
@@ -67,6 +70,9 @@ class CallCreated(CallEvent):
     call_sid: str
     agent_id: str
     agent_version: int
+    # The data fields this version of the agent asks for (the recipient record's
+    # `missing_fields` counts them).
+    data_fields: tuple[str, ...] = ()
     to: str
     from_: str = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from")
     recipient: dict[str, Any] = Field(default_factory=dict)
@@ -215,12 +221,20 @@ class CallSummarized(CallEvent):
     """dialog: a summary of a finished call (by the model, or `deterministic`).
 
     Usually stored before `call.completed` is published, so that event carries
-    it; when the model is slow it comes later and fills in the call document."""
+    it; when the model is slow it comes later and fills in the call document.
+    Remade once the recording's transcript is announced: `sources` then names
+    `recording_transcript` beside `live_turns` (producers that predate it
+    sent neither: the live turns)."""
 
     type: Literal["call.summarized"] = "call.summarized"
     summary: str = Field(min_length=1)
     model: str = Field(min_length=1)
     summarized_at: datetime = Field(default_factory=utcnow)
+    sources: tuple[SummarySource, ...] = (LIVE_TURNS,)
+
+    @property
+    def uses_recording(self) -> bool:
+        return RECORDING_TRANSCRIPT in self.sources
 
 
 class CallRecordingArchived(CallEvent):
@@ -279,6 +293,29 @@ class AgentUpdated(Event):
     version: int
 
 
+class RecipientDataErased(Event):
+    """persistence: a recipient of an agent was erased on request (audit record
+    `audit_id`). The campaigns service, owner of `attempts`, erases that number
+    from the rows of that agent's campaigns. At least once: idempotent."""
+
+    type: Literal["recipient.erased"] = "recipient.erased"
+    audit_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+
+
+class RecipientAttemptsErased(Event):
+    """campaigns: the number is erased from the rows of the agent's campaigns;
+    `attempts_erased` counts the rows bearing this erasure (a repeat reports
+    the same). persistence adds it to the erasure's audit record."""
+
+    type: Literal["recipient.attempts_erased"] = "recipient.attempts_erased"
+    audit_id: str = Field(min_length=1)
+    agent_id: str = Field(min_length=1)
+    to: str = Field(min_length=1)
+    attempts_erased: int = Field(ge=0)
+
+
 class CampaignCounters(BaseModel):
     """Where a campaign's recipients stand (one per recipient, final or not)."""
 
@@ -333,6 +370,8 @@ AnyEvent = Annotated[
     | CallCompleted
     | CallRecordingReady
     | AgentUpdated
+    | RecipientDataErased
+    | RecipientAttemptsErased
     | CampaignProgress
     | CampaignCompleted,
     Field(discriminator="type"),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from callbot.common.calls import CallbackRequest, CallStatus, EndedBy
+from callbot.common.calls import CallbackRequest, CallStatus, EndedBy, SummarySource
 
 
 def recipient_key(agent_id: str, to: str) -> str:
@@ -49,6 +49,19 @@ class OptOut(_Model):
     at: datetime
 
 
+class LastSummary(_Model):
+    """The summary of the recipient's latest summarized call (`at`: that call's
+    start): how the next call learns about the earlier ones, the recording's
+    transcript included once a summary was remade with it."""
+
+    call_id: str
+    at: datetime
+    summary: str
+    model: str | None = None
+    sources: tuple[SummarySource, ...] = ()
+    summarized_at: datetime
+
+
 class RecipientDocument(_Model):
     """One `(agent_id, to)`: its calls, the data they collected, its opt-out."""
 
@@ -61,12 +74,22 @@ class RecipientDocument(_Model):
     last_call_at: datetime | None = None
     last_outcome: CallOutcome | None = None
     data_collected: dict[str, CollectedValue] = Field(default_factory=dict)
+    # Fields some call asked for (its `data_fields`) that no call collected:
+    # what `GET /v1/recipients?missing=<field>` finds, by index.
+    missing_fields: tuple[str, ...] = ()
     data_complete: bool = False
     opted_out: OptOut | None = None
     profile: dict[str, Any] = Field(default_factory=dict)
     profile_call_id: str | None = None
     profile_at: datetime | None = None
+    last_summary: LastSummary | None = None
     updated_at: datetime | None = None
+
+    @field_validator("missing_fields")
+    @classmethod
+    def _in_name_order(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        """MongoDB keeps the set in the order names were added; a set has none."""
+        return tuple(sorted(names))
 
     def known_data(self) -> dict[str, Any]:
         """Each field's latest value, as the agent's context shows it."""

@@ -1,6 +1,7 @@
 """What the campaigns service does, given its ports: writing campaigns for
-gateway (RPC), dialing (one step at a time, any number of replicas), and
-following each call to its outcome (`call.completed`).
+gateway (RPC), dialing (one step at a time, any number of replicas),
+following each call to its outcome (`call.completed`), and erasing a
+recipient's rows (`recipient.erased`).
 
 The decisions are in `domain/`; this module reads, decides, writes.
 """
@@ -43,6 +44,8 @@ from callbot.common.contracts import (
     CampaignCompleted,
     CampaignProgress,
     Event,
+    RecipientAttemptsErased,
+    RecipientDataErased,
     RpcFailure,
 )
 from callbot.common.logs import log_context
@@ -371,8 +374,8 @@ async def handle_call_completed(call: CallDocument, ports: CampaignPorts) -> Non
         decision = after_call(outcome, try_number, settings.retry, now)
         if isinstance(decision, Final):
             fields["state"] = decision.state
-        elif campaign["state"] == "canceled":
-            fields["state"] = "canceled"
+        elif campaign["state"] == "canceled" or attempt.get("erased"):
+            fields["state"] = "canceled"  # no retry: canceled, or the number was erased
         else:
             hours = CallingHours(settings.schedule)
             zones = tuple(ZoneInfo(name) for name in attempt["zones"])
@@ -394,6 +397,8 @@ async def handle_call_completed(call: CallDocument, ports: CampaignPorts) -> Non
     await store.set_try_outcome(
         attempt_key, try_number, {"outcome": outcome, "ended_by": call.ended_by}
     )
+    if attempt.get("erased"):
+        await store.finish_erasure(attempt_key)
     with log_context(call_id=call.call_id, campaign_id=campaign["_id"]):
         log.info("call outcome applied", extra={"outcome": outcome, "state": fields["state"]})
     await maybe_finish(campaign["_id"], ports)
@@ -433,6 +438,35 @@ async def settle_overdue_call(ports: CampaignPorts) -> bool:
         )
         await maybe_finish(attempt["campaign_id"], ports)
     return True
+
+
+# --- erasure ----------------------------------------------------------------
+
+
+async def handle_recipient_erased(event: RecipientDataErased, ports: CampaignPorts) -> None:
+    """Erase the number from the rows of the agent's campaigns, tell
+    persistence how many rows bear the erasure (its audit record), and finish
+    the campaigns it left with nothing to call. Repeated, it erases nothing
+    more and reports the same count."""
+    store = ports.store
+    campaign_ids = await store.campaign_ids_of_agent(event.agent_id)
+    erased = 0
+    if campaign_ids:
+        erased = await store.erase_number(campaign_ids, event.to, event.audit_id, ports.clock())
+    await ports.publish(
+        RecipientAttemptsErased(
+            audit_id=event.audit_id,
+            agent_id=event.agent_id,
+            to=event.to,
+            attempts_erased=erased,
+        )
+    )
+    log.warning(
+        "recipient erased from the agent's campaigns",
+        extra={"audit_id": event.audit_id, "agent_id": event.agent_id, "attempts": erased},
+    )
+    for campaign_id in campaign_ids:
+        await maybe_finish(campaign_id, ports)
 
 
 # --- progress and completion ------------------------------------------------

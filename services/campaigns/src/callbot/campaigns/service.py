@@ -27,6 +27,7 @@ from callbot.campaigns.handlers import (
     claim_next,
     claim_stale,
     handle_call_completed,
+    handle_recipient_erased,
     handle_request,
     maybe_finish,
     maybe_publish_progress,
@@ -36,7 +37,13 @@ from callbot.campaigns.handlers import (
 from callbot.campaigns.placement import CallPlacer, GatewayCallPlacer
 from callbot.campaigns.store import CampaignStore
 from callbot.common.campaigns import CAMPAIGN_REQUEST_ADAPTER, CampaignAck, CampaignRequest
-from callbot.common.contracts import AnyEvent, CallCompleted, Event, RpcFailure
+from callbot.common.contracts import (
+    AnyEvent,
+    CallCompleted,
+    Event,
+    RecipientDataErased,
+    RpcFailure,
+)
 from callbot.common.messaging import (
     Deadline,
     DeclaredTopology,
@@ -118,6 +125,8 @@ class CampaignsService:
         async def on_event(event: AnyEvent) -> None:
             if isinstance(event, CallCompleted):
                 await handle_call_completed(event.call, ports)
+            elif isinstance(event, RecipientDataErased):
+                await handle_recipient_erased(event, ports)
 
         async def on_request(
             request: CampaignRequest, _deadline: Deadline

@@ -14,7 +14,12 @@ applies twice:
   ran out (its replica died between claiming and recording the placement)
   and places it again under the same idempotency key;
 - one number at a time, across campaigns: while an attempt is `dialing` or
-  `in_call` it holds `line` (its number) under a unique sparse index.
+  `in_call` it holds `line` (its number) under a unique sparse index;
+- erasing a number (`erase_number`, on persistence's `recipient.erased`):
+  its rows in the agent's campaigns lose the number and the row's fields and
+  are marked `erased`; a row still waiting to be called ends `canceled`; a
+  row whose call is in flight keeps the number until the outcome lands
+  (`finish_erasure`). States and tries stay, so the counters stay true.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ SUPPRESSIONS = "suppressions"
 RECIPIENTS = "recipients"  # persistence's; read for opt-outs
 CALLS = "calls"  # persistence's; read when a claim is taken over
 _DUPLICATE_KEY = 11000
+# What an erased row no longer holds: the number and everything given with it.
+ERASED_ROW_FIELDS = dict.fromkeys(("to", "timezone", "fields", "zones", "dedupe", "line"), "")
+ERASED_PROBLEM = "the recipient was erased on request; not called"
 
 
 def attempt_id(campaign_id: str, row: int) -> str:
@@ -319,6 +327,47 @@ class CampaignStore:
     async def counters(self, campaign_id: str) -> CampaignCounters:
         cursor = await self.attempts.aggregate(counters_pipeline(campaign_id))
         return counters_from_groups(await cursor.to_list(None))
+
+    # --- erasure ----------------------------------------------------------
+
+    async def campaign_ids_of_agent(self, agent_id: str) -> list[str]:
+        found = self.campaigns.find({"settings.agent_id": agent_id}, projection={"_id": 1})
+        return [str(document["_id"]) async for document in found]
+
+    async def erase_number(
+        self, campaign_ids: list[str], to: str, audit_id: str, now: datetime
+    ) -> int:
+        """Erase the number's rows in these campaigns; how many rows bear this erasure."""
+        rows: Document = {"campaign_id": {"$in": campaign_ids}, "to": to}
+        erased = {"audit_id": audit_id, "at": now}
+        await self.attempts.update_many(
+            {**rows, "state": {"$in": list(WAITING_ATTEMPT_STATES)}},
+            {"$set": {"state": "canceled", "due_at": None, "problem": ERASED_PROBLEM}},
+        )
+        # A call in flight keeps its number (and `line`) until its outcome lands.
+        await self.attempts.update_many(
+            {**rows, "state": {"$in": list(ACTIVE_ATTEMPT_STATES)}},
+            {"$set": {"fields": {}, "erased": erased, "updated_at": now}},
+        )
+        await self.attempts.update_many(
+            {**rows, "state": {"$nin": list(ACTIVE_ATTEMPT_STATES)}},
+            {"$set": {"erased": erased, "updated_at": now}, "$unset": ERASED_ROW_FIELDS},
+        )
+        return await self.attempts.count_documents(
+            {"campaign_id": {"$in": campaign_ids}, "erased.audit_id": audit_id}
+        )
+
+    async def finish_erasure(self, attempt_id_: str) -> None:
+        """A row erased while its call was in flight loses the number once the
+        outcome has landed."""
+        await self.attempts.update_one(
+            {
+                "_id": attempt_id_,
+                "erased": {"$ne": None},
+                "state": {"$nin": list(ACTIVE_ATTEMPT_STATES)},
+            },
+            {"$unset": ERASED_ROW_FIELDS},
+        )
 
     # --- suppressions and opt-outs ---------------------------------------
 

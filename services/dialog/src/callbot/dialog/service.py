@@ -6,6 +6,8 @@
 - `agent.updated` and `call.status` reach each replica through a queue of its
   own (exclusive, auto-deleted), since every replica must drop its cached
   agent or session, not just one of them;
+- `call.recording_transcribed` comes through `dialog.summaries`, a quorum
+  queue all replicas share: one of them remakes the call's summary with it;
 - `call.turn` and `call.ending` go out through a publisher-confirms channel.
 """
 
@@ -23,6 +25,7 @@ from callbot.common.contracts import (
     DIALOG_REQUEST_ADAPTER,
     AgentUpdated,
     AnyEvent,
+    CallRecordingTranscribed,
     DialogReply,
     DialogStart,
     DialogTurn,
@@ -89,6 +92,7 @@ class DialogService:
         self._rpc: RpcServer[DialogStart | DialogTurn] | None = None
         self._stream_rpc: StreamingRpcServer[DialogStart | DialogTurn] | None = None
         self._consumer: EventConsumer | None = None
+        self._summaries_consumer: EventConsumer | None = None
         # Strong references: a robust channel restores only what is still referenced.
         self._declared: DeclaredTopology | None = None
         self._events_queue: AbstractQueue | None = None
@@ -119,8 +123,8 @@ class DialogService:
             knowledge = AgentKnowledge(self._objects, settings.s3_agent_files_bucket)
         if settings.llm_configured:
             self._summary_model = OpenAISummaries(settings)
-        self._summarizer = CallSummarizer(
-            self._summary_model, publisher, timeout_s=settings.summary_timeout_s
+        self._summarizer = summarizer = CallSummarizer(
+            self._summary_model, publisher, timeout_s=settings.summary_timeout_s, calls=store
         )
         ports = DialogPorts(
             sessions=SessionRegistry(store, agents, max_size=settings.dialog_session_cache_size),
@@ -157,8 +161,17 @@ class DialogService:
                 request, handle_streamed_request(request, deadline, ports, emit)
             )
 
+        async def on_transcribed(event: AnyEvent) -> None:
+            if not isinstance(event, CallRecordingTranscribed):
+                raise TypeError(f"{event.type} reached dialog's summaries queue")
+            await summarizer.summarize_recording(event)
+
         self._consumer = EventConsumer(self._events_queue, on_event)
         await self._consumer.start()
+        self._summaries_consumer = EventConsumer(
+            self._declared.queues[topology.dialog_summaries_queue.name], on_transcribed
+        )
+        await self._summaries_consumer.start()
         self._rpc = RpcServer(
             rpc_channel,
             self._declared.queues[topology.dialog_rpc_queue],
@@ -205,6 +218,8 @@ class DialogService:
             await self._stream_rpc.stop()
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._summaries_consumer is not None:
+            await self._summaries_consumer.stop()
         if self._summarizer is not None:
             await self._summarizer.close()
         if self._connection is not None:

@@ -157,6 +157,7 @@ class CallPlacer:
                     call_sid=placed.sid,
                     agent_id=agent.agent_id,
                     agent_version=agent.version,
+                    data_fields=tuple(field.name for field in agent.data_to_fill),
                     to=request.to,
                     from_=from_number,
                     recipient=request.recipient,

@@ -27,6 +27,7 @@ ATTEMPT_FIELDS = (
     "tries",
     "due_at",
     "call_id",
+    "erased",  # {audit_id, at}: the number and fields were erased on request
     "fields",
 )
 

@@ -164,6 +164,7 @@ class TwilioCalls:
                 status=recording.status,
                 duration_s=_whole_seconds(recording.duration),
                 url=_recording_url(recording.uri),
+                started_at=recording.start_time,
             )
             for recording in listed
         ]

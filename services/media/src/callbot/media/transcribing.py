@@ -7,8 +7,9 @@ On `call.recording_archived`, when transcription is configured:
    outage), split into its channels when it has two, and each part is sent
    to the transcription endpoint, retried with exponential backoff on
    answers worth retrying.
-3. With the agent's `data_check`, the values collected are checked against
-   the transcript (`domain.data_check`).
+3. A dual-channel transcript's segments get the seq of the live turn each
+   belongs to (`domain.alignment`); with the agent's `data_check`, the values
+   collected are checked against the transcript (`domain.data_check`).
 4. `call.recording_transcribed` is published; persistence stores it.
 
 A transcription that fails for good (the attempts allowed, or at once for an
@@ -35,6 +36,7 @@ from callbot.common.contracts import (
     utcnow,
 )
 from callbot.common.object_storage import ObjectLocation, ObjectStore
+from callbot.media.domain.alignment import aligned_with_turns, recording_start
 from callbot.media.domain.data_check import review_collected_data
 from callbot.media.domain.transcript import (
     AudioPart,
@@ -95,6 +97,8 @@ async def transcribe_recording(event: CallRecordingArchived, ports: Transcriptio
     transcript = merge_transcripts(
         event.recording_sid, answers, model=ports.transcriber.model, at=ports.clock()
     )
+    if call is not None:
+        transcript = aligned_with_turns(transcript, call.turns, recording_start(call))
     agent = await ports.calls.agent(call.agent_id) if call and call.agent_id else None
     review = (
         review_collected_data(agent.data_to_fill, call.data_collected, transcript)

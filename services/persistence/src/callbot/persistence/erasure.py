@@ -12,14 +12,17 @@ already is not an error, and a document is deleted only after its objects.
   lifecycle rule (set by the media worker) is the bucket's own.
 - `erase_recipient` erases every call of one agent to one number, reduces
   the recipient document to its opt-out (so the number is not called again),
-  and writes an audit record (`audit` collection).
+  writes an audit record (`audit` collection) and announces it
+  (`recipient.erased`): the campaigns service erases the number from its
+  `attempts` (its own collection) and answers `recipient.attempts_erased`,
+  which `record_attempts_erased` adds to the audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +30,15 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from callbot.common.calls import CallDocument
-from callbot.common.contracts import RecipientErase, RecipientErased, new_id, utcnow
+from callbot.common.contracts import (
+    Event,
+    RecipientAttemptsErased,
+    RecipientDataErased,
+    RecipientErase,
+    RecipientErased,
+    new_id,
+    utcnow,
+)
 from callbot.common.mongo import Document
 from callbot.common.object_storage import ObjectLocation, ObjectStore
 from callbot.common.recipients import RecipientDocument, recipient_key
@@ -35,6 +46,7 @@ from callbot.common.recipients import RecipientDocument, recipient_key
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Publish = Callable[[Event], Awaitable[None]]
 SWEEP_BATCH = 200
 # What the erasure reads of a call.
 _ERASURE_FIELDS = {"recording": 1, "ended_by": 1, "created_at": 1, "agent_id": 1, "to": 1}
@@ -121,9 +133,12 @@ async def erase_recipient(
     recipients: AsyncCollection[Document],
     audit: AsyncCollection[Document],
     eraser: CallEraser,
+    publish: Publish,
     clock: Clock = utcnow,
 ) -> RecipientErased:
-    """Everything of `(agent_id, to)` erased but the opt-out; an audit record written."""
+    """Everything of `(agent_id, to)` erased but the opt-out; an audit record
+    written, then announced so the campaigns service erases its rows. A failed
+    announcement fails the request: sending it again repeats it all harmlessly."""
     selector = {"agent_id": request.agent_id, "to": request.to}
     documents = await calls.find(selector, _ERASURE_FIELDS).to_list()
     key = recipient_key(request.agent_id, request.to)
@@ -150,8 +165,10 @@ async def erase_recipient(
             "calls_erased": calls_erased,
             "objects_erased": objects_erased,
             "opt_out_kept": opt_out is not None,
+            "attempts_erased": None,  # the campaigns service's count, once it answers
         }
     )
+    await publish(RecipientDataErased(audit_id=audit_id, agent_id=request.agent_id, to=request.to))
     log.warning(
         "recipient erased on request",
         extra={
@@ -166,6 +183,26 @@ async def erase_recipient(
         calls_erased=calls_erased,
         objects_erased=objects_erased,
         opted_out=opt_out is not None,
+    )
+
+
+async def record_attempts_erased(
+    event: RecipientAttemptsErased, *, audit: AsyncCollection[Document]
+) -> None:
+    """The campaigns service's part of an erasure, on its audit record. The
+    count is of every row bearing that erasure, so a repeated answer sets the same."""
+    await audit.update_one(
+        {"_id": event.audit_id},
+        {
+            "$set": {
+                "attempts_erased": event.attempts_erased,
+                "attempts_erased_at": event.occurred_at,
+            }
+        },
+    )
+    log.info(
+        "campaign attempts erasure recorded",
+        extra={"audit_id": event.audit_id, "attempts": event.attempts_erased},
     )
 
 

@@ -18,6 +18,7 @@ from callbot.common.contracts import (
     CallRecordingArchived,
     CallRecordingUpdated,
     CallStatusChanged,
+    CallSummarized,
     utcnow,
 )
 from callbot.persistence.completion import EventSink
@@ -25,6 +26,7 @@ from callbot.persistence.domain.completion import recording_missed_completion, r
 from callbot.persistence.domain.projection import PROJECTED_EVENTS
 from callbot.persistence.domain.status import is_terminal
 from callbot.persistence.metrics import PUBLISH_TO_WRITE_SECONDS, WRITE_SECONDS, WRITES
+from callbot.persistence.recipient_store import RecipientStore
 from callbot.persistence.store import AgentStore, CallStore, Clock, RetryWhileUnreachable
 
 log = logging.getLogger(__name__)
@@ -44,11 +46,13 @@ async def store_call_event(
     completions: CompletionScheduler,
     events: EventSink,
     durably: RetryWhileUnreachable,
+    recipients: RecipientStore | None = None,
     on_stored: StoredHook | None = None,
 ) -> None:
     """Make the event's effect on its call durable, then start what follows:
     `call.completed` after a terminal status, `call.recording_ready` for a
-    recording that came after it. Returning means the message may be acked."""
+    recording that came after it, the recipient's `last_summary` for a summary
+    that came after the call was counted. Returning means the message may be acked."""
     if not isinstance(event, PROJECTED_EVENTS):
         raise TypeError(f"{event.type} reached persistence's queue; it stores only call events")
     started = time.perf_counter()
@@ -70,6 +74,12 @@ async def store_call_event(
                 "call.recording_ready published",
                 extra={"event_type": event.type},
             )
+    elif isinstance(event, CallSummarized) and recipients is not None:
+        # Counted calls only: a call counted later carries its summary itself
+        # (the count reads the call after claiming it, so none is missed).
+        call = await durably(lambda: calls.get(event.call_id))
+        if call is not None and call.completed_claimed_at is not None:
+            await durably(lambda: recipients.record_summary(call))
 
 
 async def save_agent(

@@ -23,13 +23,19 @@ from callbot.common.recipients import RecipientDocument, recipient_key
 from callbot.persistence.domain.recipients import (
     applies_to_recipient,
     apply_call,
+    apply_summary,
     blank_recipient,
     call_moment,
     collected_values,
     outcome_of,
+    summary_of,
     was_answered,
 )
-from callbot.persistence.store import Clock
+from callbot.persistence.store import Clock, SummaryPaths, outranked_summary
+
+LAST_SUMMARY = SummaryPaths(
+    "last_summary.sources", "last_summary.summarized_at", "last_summary.summary"
+)
 
 # The read API's filters (GET /v1/recipients), each served by one of these.
 RECIPIENT_INDEXES: tuple[IndexModel, ...] = (
@@ -40,6 +46,15 @@ RECIPIENT_INDEXES: tuple[IndexModel, ...] = (
     IndexModel(
         [("agent_id", ASCENDING), ("data_complete", ASCENDING), ("last_call_at", DESCENDING)]
     ),
+    # Multikey: one entry per missing field name.
+    IndexModel(
+        [
+            ("agent_id", ASCENDING),
+            ("missing_fields", ASCENDING),
+            ("last_call_at", DESCENDING),
+            ("_id", DESCENDING),
+        ]
+    ),
 )
 
 
@@ -49,6 +64,11 @@ class RecipientStore(Protocol):
     async def record_call(self, call: CallDocument) -> None:
         """Count a finished call for its recipient; recording it again changes nothing.
         A call that names no agent or number (its creation event was lost) is skipped."""
+
+    async def record_summary(self, call: CallDocument) -> None:
+        """Bring the summary of a call counted already to its recipient (a
+        summary stored after the call was counted); idempotent. A call not
+        counted (yet) is left to `record_call`, which carries its summary."""
 
     async def get(self, agent_id: str, to: str) -> RecipientDocument | None: ...
 
@@ -66,7 +86,9 @@ def _later(at_path: str, call_id_path: str, at: datetime, call_id: str) -> Docum
 
 def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
     """The projection's rules after the count, as (condition, update) pairs on
-    an existing recipient document."""
+    an existing recipient document, to be applied in order: a collected field
+    leaves `missing_fields` only after its value is held, so another call's
+    "join unless a value is held" never finds it absent in between."""
     at = call_moment(call)
     assert at is not None, "applies_to_recipient was checked"
     cid = call.call_id
@@ -77,7 +99,8 @@ def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
             {"$set": {"last_call_at": at, "last_outcome": outcome}},
         )
     ]
-    for name, value in collected_values(call):
+    collected = collected_values(call)
+    for name, value in collected:
         path = f"data_collected.{name}"
         updates.append(
             (
@@ -85,6 +108,10 @@ def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
                 {"$set": {path: {"value": value, "call_id": cid, "at": at}}},
             )
         )
+    if collected:
+        updates.append(({}, {"$pull": {"missing_fields": {"$in": [n for n, _ in collected]}}}))
+    for name in sorted(set(call.data_fields) - {name for name, _ in collected}):
+        updates.append(({f"data_collected.{name}": None}, {"$addToSet": {"missing_fields": name}}))
     if call.data_complete:
         updates.append(({}, {"$set": {"data_complete": True}}))
     if call.ended_by == "opt_out":
@@ -103,7 +130,36 @@ def recipient_updates(call: CallDocument) -> list[tuple[Document, Document]]:
                 {"$set": {"profile": call.recipient, "profile_at": at, "profile_call_id": cid}},
             )
         )
+    summary_update = last_summary_update(call)
+    if summary_update is not None:
+        updates.append(summary_update)
     return updates
+
+
+def counted_recipient_key(call: CallDocument) -> str | None:
+    """The key of the recipient the call counts for; None when it counts for none."""
+    if not applies_to_recipient(call) or call.agent_id is None or call.to is None:
+        return None
+    return recipient_key(call.agent_id, call.to)
+
+
+def last_summary_update(call: CallDocument) -> tuple[Document, Document] | None:
+    """`summary_supersedes` as (condition, update): the call is later than the
+    one whose summary is stored, or it is that call and its summary outranks."""
+    summary = summary_of(call)
+    if summary is None:
+        return None
+    same_call_outranked = {
+        "last_summary.call_id": summary.call_id,
+        **outranked_summary(LAST_SUMMARY, summary.sources, summary.summarized_at, summary.summary),
+    }
+    condition = {
+        "$or": [
+            _later("last_summary.at", "last_summary.call_id", summary.at, summary.call_id),
+            same_call_outranked,
+        ]
+    }
+    return condition, {"$set": {"last_summary": summary.model_dump(mode="python")}}
 
 
 class MongoRecipientStore:
@@ -125,7 +181,7 @@ class MongoRecipientStore:
             UpdateOne({"_id": key, **condition}, self._stamped(update))
             for condition, update in recipient_updates(call)
         ]
-        await self._recipients.bulk_write(operations, ordered=False)
+        await self._recipients.bulk_write(operations, ordered=True)
 
     async def _count(self, key: str, call: CallDocument) -> None:
         assert call.agent_id is not None
@@ -145,6 +201,14 @@ class MongoRecipientStore:
             # or a concurrent call inserted it a moment ago (count this one now).
             del update["$setOnInsert"]
             await self._recipients.update_one(selector, update)
+
+    async def record_summary(self, call: CallDocument) -> None:
+        summary_update, key = last_summary_update(call), counted_recipient_key(call)
+        if summary_update is None or key is None:
+            return
+        condition, update = summary_update
+        selector = {"_id": key, "call_ids": call.call_id}
+        await self._recipients.update_one({**selector, **condition}, self._stamped(update))
 
     def _stamped(self, update: Document) -> Document:
         return {**update, "$set": {**update.get("$set", {}), "updated_at": self._clock()}}
@@ -172,7 +236,15 @@ class InMemoryRecipientStore:
         assert call.to is not None
         key = recipient_key(call.agent_id, call.to)
         current = self.recipients.get(key) or blank_recipient(call.agent_id, call.to)
-        updated = apply_call(current, call)
+        self._keep(key, current, apply_call(current, call))
+
+    async def record_summary(self, call: CallDocument) -> None:
+        key = counted_recipient_key(call)
+        current = self.recipients.get(key) if key is not None else None
+        if key is not None and current is not None and call.call_id in current.call_ids:
+            self._keep(key, current, apply_summary(current, call))
+
+    def _keep(self, key: str, current: RecipientDocument, updated: RecipientDocument) -> None:
         if updated != current:
             self.recipients[key] = updated.model_copy(update={"updated_at": self._clock()})
 

@@ -22,11 +22,13 @@ from callbot.common.contracts import (
     PERSISTENCE_REQUEST_ADAPTER,
     AgentSave,
     AgentSaved,
+    AnyEvent,
     CallClaim,
     CallClaimed,
     CallClaimRelease,
     CallClaimReleased,
     PersistenceRequest,
+    RecipientAttemptsErased,
     RecipientErase,
     RecipientErased,
 )
@@ -60,6 +62,7 @@ from callbot.persistence.erasure import (
     RetentionSweeper,
     erase_recipient,
     expiry_index,
+    record_attempts_erased,
 )
 from callbot.persistence.handlers import StoredHook, save_agent, store_call_event
 from callbot.persistence.recipient_store import MongoRecipientStore, RecipientStore
@@ -139,16 +142,25 @@ class PersistenceService:
             summary_wait_s=settings.summary_wait_s,
         )
         self._completions = completions
+        store_event = partial(
+            store_call_event,
+            calls=calls,
+            completions=completions,
+            events=publisher,
+            durably=RetryWhileUnreachable(self._stopping),
+            recipients=recipients,
+            on_stored=self._on_stored,
+        )
+
+        async def on_event(event: AnyEvent) -> None:
+            if isinstance(event, RecipientAttemptsErased):
+                await record_attempts_erased(event, audit=database[AUDIT])
+            else:
+                await store_event(event)
+
         self._consumer = EventConsumer(
             self._declared.queues[topology.persistence_queue.name],
-            partial(
-                store_call_event,
-                calls=calls,
-                completions=completions,
-                events=publisher,
-                durably=RetryWhileUnreachable(self._stopping),
-                on_stored=self._on_stored,
-            ),
+            on_event,
             delivery_limit=topology.delivery_limit,
         )
 
@@ -162,6 +174,7 @@ class PersistenceService:
                     recipients=database[RECIPIENTS],
                     audit=database[AUDIT],
                     eraser=eraser,
+                    publish=publisher.publish,
                 )
             if isinstance(request, CallClaim):
                 return await claim_call(request, claims=claims)

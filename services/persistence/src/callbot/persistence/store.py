@@ -22,7 +22,14 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from callbot.common.agents import Agent
-from callbot.common.calls import MACHINE_ANSWERS, TERMINAL_STATUSES, CallDocument, Turn
+from callbot.common.calls import (
+    MACHINE_ANSWERS,
+    RECORDING_TRANSCRIPT,
+    TERMINAL_STATUSES,
+    CallDocument,
+    SummarySource,
+    Turn,
+)
 from callbot.common.contracts import (
     CallAnswered,
     CallAnsweredBy,
@@ -234,6 +241,7 @@ def _created(event: CallCreated) -> list[ConditionalUpdate]:
         "call_sid": event.call_sid,
         "agent_id": event.agent_id,
         "agent_version": event.agent_version,
+        "data_fields": list(event.data_fields),
         "to": event.to,
         "from": event.from_,
         "recipient": event.recipient,
@@ -385,19 +393,48 @@ def _recording(event: CallRecordingUpdated) -> list[ConditionalUpdate]:
     return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
 
 
-@mongo_updates.register
-def _summarized(event: CallSummarized) -> list[ConditionalUpdate]:
-    # summary_applies: nothing stored, or an earlier (or same-time, lesser) summary.
-    at, text = event.summarized_at, event.summary
-    condition = {
+@dataclass(frozen=True)
+class SummaryPaths:
+    """Where a stored summary's ranked fields are in a document."""
+
+    sources: str
+    summarized_at: str
+    summary: str
+
+
+CALL_SUMMARY = SummaryPaths("summary_sources", "summarized_at", "summary")
+
+
+def outranked_summary(
+    paths: SummaryPaths, sources: tuple[SummarySource, ...], at: datetime, text: str
+) -> Document:
+    """`summary_rank` as a condition: no summary stored at `paths`, or one
+    ranking below (`sources`, `at`, `text`)."""
+    live_only = {paths.sources: {"$ne": RECORDING_TRANSCRIPT}}  # matches none stored too
+    earlier: Document = {
         "$or": [
-            {"summarized_at": None},
-            {"summarized_at": {"$lt": at}},
-            {"summarized_at": at, "summary": {"$lt": text}},
+            {paths.summarized_at: None},
+            {paths.summarized_at: {"$lt": at}},
+            {paths.summarized_at: at, paths.summary: {"$lt": text}},
         ]
     }
-    fields = {"summary": text, "summary_model": event.model, "summarized_at": at}
-    return [ConditionalUpdate(condition, {"$set": fields}, upsert=True)]
+    if RECORDING_TRANSCRIPT in sources:
+        return {"$or": [live_only, earlier]}
+    return {**live_only, **earlier}
+
+
+@mongo_updates.register
+def _summarized(event: CallSummarized) -> list[ConditionalUpdate]:
+    condition = outranked_summary(CALL_SUMMARY, event.sources, event.summarized_at, event.summary)
+    fields = {
+        "summary": event.summary,
+        "summary_model": event.model,
+        "summarized_at": event.summarized_at,
+        "summary_sources": list(event.sources),
+    }
+    # Never an upsert from the recording: like its transcript, it does not
+    # bring an erased call back.
+    return [ConditionalUpdate(condition, {"$set": fields}, upsert=not event.uses_recording)]
 
 
 @mongo_updates.register

@@ -29,11 +29,17 @@ PERSISTENCE_EVENT_KEYS: tuple[str, ...] = (
     "call.recording_archived",
     "call.recording_transcribed",
     "call.recording_transcription_failed",
+    # The campaigns service's part of an erasure, for the audit record.
+    "recipient.attempts_erased",
 )
 # The media worker archives every finished recording, then transcribes the archive.
 MEDIA_EVENT_KEYS: tuple[str, ...] = ("call.recording", "call.recording_archived")
 DIALOG_EVENT_KEYS: tuple[str, ...] = ("agent.updated", "call.status", "call.turn_interrupted")
-CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed",)
+# dialog remakes a call's summary with its recording's transcript: once, by
+# whichever replica takes the event from the queue they share.
+DIALOG_SUMMARY_KEYS: tuple[str, ...] = ("call.recording_transcribed",)
+# `recipient.erased`: the erased number's rows leave the agent's campaigns.
+CAMPAIGNS_EVENT_KEYS: tuple[str, ...] = ("call.completed", "recipient.erased")
 
 # On a message an RPC server dead-letters itself (the broker writes `x-death`
 # on those it dead-letters): the queue it came from, and why.
@@ -55,6 +61,7 @@ class Topology:
     delivery_limit: int = 5
     persistence_queue: QueueSpec = field(init=False)
     media_queue: QueueSpec = field(init=False)
+    dialog_summaries_queue: QueueSpec = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -64,6 +71,11 @@ class Topology:
         )
         object.__setattr__(
             self, "media_queue", QueueSpec(f"{self.namespace}.media.events", MEDIA_EVENT_KEYS)
+        )
+        object.__setattr__(
+            self,
+            "dialog_summaries_queue",
+            QueueSpec(f"{self.namespace}.dialog.summaries", DIALOG_SUMMARY_KEYS),
         )
 
     @property
@@ -140,7 +152,12 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     declared.queues[dlq.name] = dlq
 
     campaigns_spec = QueueSpec(topology.campaigns_events_queue, CAMPAIGNS_EVENT_KEYS)
-    for spec in (topology.persistence_queue, campaigns_spec, topology.media_queue):
+    for spec in (
+        topology.persistence_queue,
+        campaigns_spec,
+        topology.media_queue,
+        topology.dialog_summaries_queue,
+    ):
         queue = await channel.declare_queue(
             spec.name, durable=True, arguments=topology.quorum_arguments()
         )
@@ -166,6 +183,7 @@ async def delete_topology(channel: AbstractChannel, topology: Topology) -> None:
     for queue_name in (
         topology.persistence_queue.name,
         topology.media_queue.name,
+        topology.dialog_summaries_queue.name,
         topology.dead_letter_queue,
         topology.dialog_rpc_queue,
         topology.dialog_stream_queue,

@@ -7,6 +7,8 @@ does not know about; the ones callbot relies on are typed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import get_args
 
 from callbot.common.calls import CallStatus, Recording
@@ -37,6 +39,18 @@ def call_status_event(call_id: str, fields: Mapping[str, str]) -> CallStatusChan
     )
 
 
+def rfc2822_time(value: str | None) -> datetime | None:
+    """A Twilio time (`Tue, 02 Dec 2026 12:00:00 +0000`); None when absent or
+    not one (an unreadable start only costs the transcript's alignment)."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def recording_event(call_id: str, fields: Mapping[str, str]) -> CallRecordingUpdated:
     return CallRecordingUpdated(
         call_id=call_id,
@@ -46,6 +60,7 @@ def recording_event(call_id: str, fields: Mapping[str, str]) -> CallRecordingUpd
             url=fields.get("RecordingUrl") or None,
             duration_s=optional_int(fields, "RecordingDuration"),
             status=fields.get("RecordingStatus") or None,
+            started_at=rfc2822_time(fields.get("RecordingStartTime")),
         ),
         params=dict(fields),
     )

@@ -55,6 +55,7 @@ class TwilioRecording:
     status: str | None
     duration_s: int | None
     url: str | None
+    started_at: datetime | None = None  # Twilio's `start_time`
 
 
 def overdue_at(
@@ -121,6 +122,7 @@ def reconciling_events(
                     url=recording.url,
                     duration_s=recording.duration_s,
                     status=recording.status,
+                    started_at=recording.started_at,
                 ),
                 params={"CallbackSource": RECONCILER_SOURCE, "RecordingSid": recording.sid},
             )

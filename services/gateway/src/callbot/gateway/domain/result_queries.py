@@ -132,7 +132,7 @@ def recipients_condition(
     if data_complete is not None:
         condition["data_complete"] = data_complete
     if missing is not None:
-        condition[f"data_collected.{missing}"] = None
+        condition["missing_fields"] = missing  # the multikey index's equality
     return {"$and": [condition, older_than("last_call_at", cursor)]}
 
 

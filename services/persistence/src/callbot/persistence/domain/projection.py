@@ -21,7 +21,10 @@ persistence through several publishers, retries and replicas:
   document never disagree;
 - a finished recording is never replaced by an unfinished one, and its
   `archive` (the media worker's copy) is kept whichever event lands first;
-- the latest `call.summarized` (by `summarized_at`, then text) holds the summary;
+- `call.summarized`: a summary made with the recording's transcript outranks
+  one made from the live turns alone (a slow live summary never replaces
+  it); among equals the latest (by `summarized_at`, then text) holds the
+  summary; a summary from the recording never creates a call document;
 - the latest `call.recording_transcribed` (by `transcribed_at`) holds the
   recording's transcript and its `data_review`, and clears a failure mark; a
   `call.recording_transcription_failed` marks only a call with no transcript;
@@ -47,7 +50,14 @@ from datetime import datetime, timedelta
 from functools import singledispatch
 from typing import Any
 
-from callbot.common.calls import CallDocument, Recording, TranscriptionFailure, is_machine
+from callbot.common.calls import (
+    RECORDING_TRANSCRIPT,
+    CallDocument,
+    Recording,
+    SummarySource,
+    TranscriptionFailure,
+    is_machine,
+)
 from callbot.common.contracts import (
     CallAnswered,
     CallAnsweredBy,
@@ -128,6 +138,7 @@ def _created(event: CallCreated, call: CallDocument) -> CallDocument:
         call_sid=event.call_sid,
         agent_id=event.agent_id,
         agent_version=event.agent_version,
+        data_fields=event.data_fields,
         to=event.to,
         from_=event.from_,
         recipient=event.recipient,
@@ -243,24 +254,36 @@ def _recording(event: CallRecordingUpdated, call: CallDocument) -> CallDocument:
 
 @_apply.register
 def _summarized(event: CallSummarized, call: CallDocument) -> CallDocument:
-    if summary_applies(call.summarized_at, call.summary, event):
+    if event.uses_recording and call == blank_call(call.call_id):
+        return call  # the transcript never creates a call: neither does its summary
+    if summary_applies(call, event):
         call = _changed(
             call,
             summary=event.summary,
             summary_model=event.model,
             summarized_at=event.summarized_at,
+            summary_sources=event.sources,
         )
     return call
 
 
-def summary_applies(
-    stored_at: datetime | None, stored_summary: str | None, event: CallSummarized
-) -> bool:
-    """The latest summary wins (ties: the greater text), so replicas that both
-    summarized a call converge on one, in any order."""
-    if stored_at is None:
+SummaryRank = tuple[bool, datetime, str]
+
+
+def summary_rank(
+    sources: tuple[SummarySource, ...], summarized_at: datetime, summary: str
+) -> SummaryRank:
+    """The summary made with the recording's transcript outranks the live
+    turns' alone; among equals the latest wins (ties: the greater text), so
+    replicas that both summarized a call converge on one, in any order."""
+    return (RECORDING_TRANSCRIPT in sources, summarized_at, summary)
+
+
+def summary_applies(call: CallDocument, event: CallSummarized) -> bool:
+    if call.summarized_at is None:
         return True
-    return (event.summarized_at, event.summary) > (stored_at, stored_summary or "")
+    stored = summary_rank(call.summary_sources, call.summarized_at, call.summary or "")
+    return summary_rank(event.sources, event.summarized_at, event.summary) > stored
 
 
 @_apply.register

@@ -9,6 +9,12 @@ order, so every rule is idempotent and commutes with the others:
   (`created_at`, or its end when the creation event was lost): the last
   outcome, each data field's value and the profile follow that order;
 - the opt-out is the earliest call that ended with `opt_out`;
+- `missing_fields` are the fields any call asked for (`data_fields`) that no
+  call collected: a name joins unless a value is held, and leaves when one is;
+- `last_summary` is the summary of the latest call that has one; for the
+  same call, the summary that ranks higher (`summary_rank`: the one made with
+  the recording's transcript, else the latest). A summary stored after the
+  call was counted reaches the recipient by the same rule (`apply_summary`);
 - `data_complete` is set once any call collected everything.
 """
 
@@ -21,10 +27,12 @@ from callbot.common.calls import CallDocument, is_machine
 from callbot.common.recipients import (
     CallOutcome,
     CollectedValue,
+    LastSummary,
     OptOut,
     RecipientDocument,
     recipient_key,
 )
+from callbot.persistence.domain.projection import summary_rank
 
 
 def call_moment(call: CallDocument) -> datetime | None:
@@ -76,6 +84,9 @@ def apply_call(recipient: RecipientDocument, call: CallDocument) -> RecipientDoc
             merged[name] = CollectedValue(value=value, call_id=call.call_id, at=at)
     if merged != recipient.data_collected:
         changes["data_collected"] = merged
+    missing = tuple(sorted((set(recipient.missing_fields) | set(call.data_fields)) - set(merged)))
+    if missing != recipient.missing_fields:
+        changes["missing_fields"] = missing
     if call.data_complete:
         changes["data_complete"] = True
     if call.ended_by == "opt_out" and opts_out_earlier(at, call.call_id, recipient.opted_out):
@@ -84,7 +95,40 @@ def apply_call(recipient: RecipientDocument, call: CallDocument) -> RecipientDoc
         at, call.call_id, recipient.profile_at, recipient.profile_call_id
     ):
         changes.update(profile=call.recipient, profile_at=at, profile_call_id=call.call_id)
-    return recipient.model_copy(update=changes)
+    return apply_summary(recipient.model_copy(update=changes), call)
+
+
+def apply_summary(recipient: RecipientDocument, call: CallDocument) -> RecipientDocument:
+    """The recipient with this call's summary, when it is the latest call's
+    (or outranks the one stored of the same call)."""
+    summary = summary_of(call)
+    if summary is None or not summary_supersedes(summary, recipient.last_summary):
+        return recipient
+    return recipient.model_copy(update={"last_summary": summary})
+
+
+def summary_of(call: CallDocument) -> LastSummary | None:
+    at = call_moment(call)
+    if call.summary is None or call.summarized_at is None or at is None:
+        return None
+    return LastSummary(
+        call_id=call.call_id,
+        at=at,
+        summary=call.summary,
+        model=call.summary_model,
+        sources=call.summary_sources,
+        summarized_at=call.summarized_at,
+    )
+
+
+def summary_supersedes(summary: LastSummary, stored: LastSummary | None) -> bool:
+    if stored is None:
+        return True
+    if summary.call_id != stored.call_id:
+        return is_later(summary.at, summary.call_id, stored.at, stored.call_id)
+    return summary_rank(summary.sources, summary.summarized_at, summary.summary) > summary_rank(
+        stored.sources, stored.summarized_at, stored.summary
+    )
 
 
 def project_recipient(calls: list[CallDocument], agent_id: str, to: str) -> RecipientDocument:
