@@ -19,7 +19,7 @@ from bson.int64 import Int64
 from mongomock.filtering import filter_applies as _untyped_filter_applies
 from pymongo import ReturnDocument
 
-from callbot.testkit.mongo_standin import unique_index
+from callbot.testkit.mongo_standin import in_operator, unique_index
 
 Document = dict[str, Any]
 
@@ -58,8 +58,10 @@ class Engine:
 
     def __post_init__(self) -> None:
         unique_index.install()
+        in_operator.install()
 
     def execute(self, command: Document) -> Document:
+        in_operator.forget()
         name = next(iter(command), "")
         handler = self._handlers().get(name)
         try:
