@@ -28,6 +28,7 @@ from callbot.common.campaigns import (
     CampaignAddRecipients,
     CampaignControl,
     CampaignCreate,
+    CampaignDiscard,
     CampaignSettings,
     CampaignStart,
     RecipientRow,
@@ -43,6 +44,7 @@ from callbot.common.mongo import Document
 pytestmark = pytest.mark.mongo
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+NUMBER = "+12125550199"
 
 
 @pytest.fixture
@@ -113,6 +115,37 @@ async def test_rows_are_checked_and_skips_recorded(h: Harness) -> None:
         "invalid_number": 1,
         "duplicate": 1,
     }
+
+
+async def test_a_start_cut_short_while_counting_leaves_a_draft_to_discard(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The RPC deadline cancels a start whose counting is slow (a big list on a
+    slow database): the campaign must still be a draft, so gateway's discard
+    removes it and nothing the caller was told failed is ever dialed."""
+    spec = CampaignSettings.model_validate({"agent_id": "agent", "schedule": {"days": EVERY_DAY}})
+    for request in (
+        CampaignCreate(campaign_id="slow", settings=spec),
+        CampaignAddRecipients(campaign_id="slow", recipients=(RecipientRow(row=2, to=NUMBER),)),
+    ):
+        assert isinstance(await handle_request(request, h.ports), CampaignAck)
+    counting = asyncio.Event()
+
+    async def counting_forever(campaign_id: str) -> None:
+        counting.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(h.ports.store, "counters", counting_forever)
+    start = asyncio.create_task(handle_request(CampaignStart(campaign_id="slow"), h.ports))
+    await counting.wait()
+    start.cancel()  # what the RPC server does at the deadline
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    monkeypatch.undo()
+    assert (await campaign(h, "slow"))["state"] == "draft"
+    discarded = await handle_request(CampaignDiscard(campaign_id="slow"), h.ports)
+    assert isinstance(discarded, CampaignAck)
+    assert await h.ports.store.campaign("slow") is None
 
 
 async def test_two_replicas_never_claim_the_same_attempt(h: Harness) -> None:

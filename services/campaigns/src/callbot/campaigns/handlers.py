@@ -42,6 +42,7 @@ from callbot.common.campaigns import (
 )
 from callbot.common.contracts import (
     CampaignCompleted,
+    CampaignCounters,
     CampaignProgress,
     Event,
     RecipientAttemptsErased,
@@ -120,10 +121,14 @@ async def handle_request(
         await store.delete_campaign(request.campaign_id)
         return CampaignAck(campaign_id=request.campaign_id)
     if isinstance(request, CampaignStart):
+        # Counted before the state changes: a start its deadline cuts short
+        # (a million rows to count) leaves a draft, which gateway discards,
+        # never a running campaign whose creation was answered with an error.
+        counters = await store.counters(request.campaign_id)
         updated = await store.set_campaign_state(
             request.campaign_id, ["draft", "running"], "running", now
         )
-        return await _ack(updated, campaign, ports)
+        return await _ack(updated, campaign, ports, counters)
     return await control(campaign, request, ports)
 
 
@@ -153,14 +158,19 @@ async def control(
 
 
 async def _ack(
-    updated: dict[str, Any] | None, campaign: dict[str, Any], ports: CampaignPorts
+    updated: dict[str, Any] | None,
+    campaign: dict[str, Any],
+    ports: CampaignPorts,
+    counters: CampaignCounters | None = None,
 ) -> CampaignAck | RpcFailure:
+    """The campaign after a state change, with its counters (counted now
+    unless the caller counted them already)."""
     if updated is None:
         return RpcFailure(code="bad_request", message=f"campaign is {campaign['state']}")
     return CampaignAck(
         campaign_id=updated["_id"],
         state=updated["state"],
-        counters=await ports.store.counters(updated["_id"]),
+        counters=await ports.store.counters(updated["_id"]) if counters is None else counters,
     )
 
 
