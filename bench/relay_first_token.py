@@ -23,8 +23,13 @@ Phase 2 (what a callee notices): the model streams a 24-word answer at
 token (speech starts at the first clause). Gather: the webhook waits for the
 whole answer; Twilio then synthesises all of it before speaking.
 
+Calls last `--prompts-per-call` exchanges (default 19: as long as an agent's
+default `max_turns` of 40 lets a call run); each turn's model request carries
+the call's whole history, so a longer call costs more per turn.
+
 Usage: .venv/bin/python bench/relay_first_token.py [--prompts 500] [--calls 5]
        [--ttft 0.2] [--token-interval 0.03] [--phase2-prompts 100]
+       [--prompts-per-call 19]
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ PHASE2_ANSWER = (
 _relay_numbers = iter(range(3_000_000, 4_000_000))
 # The bench agent's max_turns is 400: a call of 150 prompts (301 turns) stays within.
 MAX_PROMPTS_PER_CALL = 150
+# An agent's default max_turns (40) holds the greeting and 19 exchanges: a
+# call as long as callbot lets one run by default. Each turn's model request
+# carries the whole history, so longer calls cost more per turn.
+DEFAULT_PROMPTS_PER_CALL = 19
 
 
 def _agent(tag: str, **extra: Any) -> dict[str, Any]:
@@ -94,11 +103,11 @@ def _script(llm_control: Any, ttft_s: float, interval_s: float, text: str) -> No
 
 
 async def relay_calls(
-    bench: BenchStack, prompts: int, calls: int, label: str
+    bench: BenchStack, prompts: int, calls: int, per_call_cap: int, label: str
 ) -> list[tuple[RelayReply, StreamRecord]]:
     """`prompts` unique prompts over relay calls played by the emulator, `calls`
     at a time; each reply paired with the model stream that answered it."""
-    per_call = _per_call(prompts, calls)
+    per_call = _per_call(prompts, calls, per_call_cap)
     emulator = bench.stack.emulator.control
     records = []
     async with httpx.AsyncClient(
@@ -130,9 +139,9 @@ async def relay_calls(
     return paired[:prompts]
 
 
-def _per_call(total: int, calls: int) -> int:
-    """Prompts per call: spread over `calls`, and within the agent's `max_turns`."""
-    return min(-(-total // calls), MAX_PROMPTS_PER_CALL)
+def _per_call(total: int, calls: int, cap: int) -> int:
+    """Prompts per call: spread over `calls`, at most `cap`."""
+    return min(-(-total // calls), cap)
 
 
 def _batches(count: int, size: int) -> list[range]:
@@ -144,9 +153,9 @@ def _last_user(request: RecordedRequest) -> str:
     return str(users[-1]["content"]) if users else ""
 
 
-async def gather_turns(bench: BenchStack, turns: int, calls: int) -> list[float]:
+async def gather_turns(bench: BenchStack, turns: int, calls: int, per_call_cap: int) -> list[float]:
     """`turns` signed speech webhooks over Gather calls, `calls` at a time."""
-    per_call = _per_call(turns, calls)
+    per_call = _per_call(turns, calls, per_call_cap)
     samples: list[float] = []
     async with httpx.AsyncClient(
         base_url=bench.gateway_url, headers=api_headers(), timeout=30
@@ -184,6 +193,7 @@ async def phase(
     bench: BenchStack,
     prompts: int,
     calls: int,
+    per_call_cap: int,
     ttft_s: float,
     interval_s: float,
     text: str,
@@ -192,14 +202,14 @@ async def phase(
 ) -> None:
     _script(bench.llm.control, ttft_s, interval_s, text)
     label = f"p{ttft_s}-{interval_s}"
-    paired = await relay_calls(bench, prompts, calls, label)
+    paired = await relay_calls(bench, prompts, calls, per_call_cap, label)
     first = [reply.first_token_ms or 0.0 for reply, _ in paired]
     model = [
         ((stream.first_piece_at or stream.received_at) - stream.received_at) * 1000
         for _, stream in paired
     ]
     last = [reply.last_token_ms or 0.0 for reply, _ in paired]
-    gather = [sample * 1000 for sample in await gather_turns(bench, prompts, calls)]
+    gather = [sample * 1000 for sample in await gather_turns(bench, prompts, calls, per_call_cap)]
     if quiet:
         return
     print(row("relay: prompt -> first text token (emulator)", first))
@@ -226,17 +236,27 @@ def main(args: argparse.Namespace) -> None:
 
 async def measure(bench: BenchStack, args: argparse.Namespace) -> None:
     # Warm-up: connections, caches and lazy imports on every path.
-    await phase(bench, 20, 2, args.ttft, 0.0, PHASE1_ANSWER, quiet=True)
-    print(f"\nphase 1: model first token after {args.ttft}s, the rest at once")
+    per_call = args.prompts_per_call
+    await phase(bench, 20, 2, per_call, args.ttft, 0.0, PHASE1_ANSWER, quiet=True)
+    print(
+        f"\nphase 1: model first token after {args.ttft}s, the rest at once "
+        f"(at most {per_call} prompts a call)"
+    )
     started = time.perf_counter()
-    await phase(bench, args.prompts, args.calls, args.ttft, 0.0, PHASE1_ANSWER)
+    await phase(bench, args.prompts, args.calls, per_call, args.ttft, 0.0, PHASE1_ANSWER)
     print(f"({time.perf_counter() - started:.0f}s)")
     print(
         f"\nphase 2: model first token after {args.ttft}s, then one piece every "
         f"{args.token_interval}s ({len(PHASE2_ANSWER.split())} pieces)"
     )
     await phase(
-        bench, args.phase2_prompts, args.calls, args.ttft, args.token_interval, PHASE2_ANSWER
+        bench,
+        args.phase2_prompts,
+        args.calls,
+        per_call,
+        args.ttft,
+        args.token_interval,
+        PHASE2_ANSWER,
     )
 
 
@@ -247,6 +267,13 @@ if __name__ == "__main__":
     parser.add_argument("--ttft", type=float, default=0.2)
     parser.add_argument("--token-interval", type=float, default=0.03)
     parser.add_argument("--phase2-prompts", type=int, default=100)
+    parser.add_argument(
+        "--prompts-per-call",
+        type=int,
+        default=DEFAULT_PROMPTS_PER_CALL,
+        choices=range(1, MAX_PROMPTS_PER_CALL + 1),
+        metavar=f"1..{MAX_PROMPTS_PER_CALL}",
+    )
     parser.add_argument("--rabbitmq-url", default=DEFAULT_RABBITMQ_URL)
     parser.add_argument("--log-level", default="WARNING")
     main(parser.parse_args())

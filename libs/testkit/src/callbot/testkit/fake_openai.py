@@ -54,7 +54,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callbot.emulator.embedded import EmbeddedApp
 from callbot.emulator.server_process import SRC_DIR as EMULATOR_SRC_DIR
@@ -174,7 +174,9 @@ class StreamRecord(BaseModel):
     across processes on one machine), how many pieces it sent, and how it ended."""
 
     request_index: int
-    received_at: float  # time.time()
+    # time.time() when the request reached the server, before its routing and
+    # body parsing: where the model's own time to first token starts.
+    received_at: float
     first_piece_at: float | None = None
     pieces_sent: int = 0
     pieces_total: int
@@ -440,12 +442,16 @@ async def _paced_events(
 
 
 def _completion_response(
-    completion: _Completion, stream: bool, response: ScriptedResponse, script: _Script
+    completion: _Completion,
+    stream: bool,
+    response: ScriptedResponse,
+    script: _Script,
+    arrived_at: float,
 ) -> Response:
     if stream:
         record = StreamRecord(
             request_index=len(script.requests) - 1,
-            received_at=time.time(),
+            received_at=arrived_at,
             pieces_total=completion.piece_count,
         )
         script.streams.append(record)
@@ -472,8 +478,27 @@ async def _wait_unless_client_leaves(request: Request, delay_s: float) -> None:
         await asyncio.wait_for(client_left(), timeout=delay_s)
 
 
+ARRIVED_AT = "fake_openai_arrived_at"
+
+
+class _StampArrival:
+    """Notes in each request's ASGI state when it reached the server, before
+    routing and body parsing: a model's time to first token is counted from
+    there, so the scripted server's own request handling is not billed to
+    the client's overhead (bench/relay_first_token.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[ARRIVED_AT] = time.time()
+        await self._app(scope, receive, send)
+
+
 def _build_app(script: _Script) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(_StampArrival)
 
     @app.post("/v1/chat/completions")
     @app.post("/chat/completions")
@@ -498,6 +523,7 @@ def _build_app(script: _Script) -> FastAPI:
                 stream=body.get("stream") is True,
                 response=scripted,
                 script=script,
+                arrived_at=request.scope["state"][ARRIVED_AT],
             )
         )
         if scripted.delay_s:
