@@ -6,6 +6,8 @@ attempt states, outcomes and skip reasons. The events (`campaign.progress`,
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import date, time
 from typing import Annotated, Any, Literal
 
@@ -257,3 +259,31 @@ def counters_from_groups(groups: list[dict[str, Any]]) -> CampaignCounters:
         skipped_by_reason=skipped,
         calls_placed=placed,
     )
+
+
+def counters_of_rows(rows: Iterable[Mapping[str, Any]]) -> CampaignCounters:
+    """The counters of these attempt documents (a chunk just stored), as
+    `counters_pipeline` would count them."""
+    groups: Counter[tuple[str, str | None]] = Counter()
+    placed: Counter[tuple[str, str | None]] = Counter()
+    for row in rows:
+        key = (str(row["state"]), row.get("skip_reason"))
+        groups[key] += 1
+        placed[key] += len(row.get("tries") or ())
+    return counters_from_groups(
+        [
+            {"_id": {"state": key[0], "skip_reason": key[1]}, "n": n, "placed": placed[key]}
+            for key, n in groups.items()
+        ]
+    )
+
+
+def added(one: CampaignCounters, other: CampaignCounters) -> CampaignCounters:
+    """The counters of two disjoint sets of rows, together."""
+    sums = {
+        name: getattr(one, name) + getattr(other, name)
+        for name in CampaignCounters.model_fields
+        if name != "skipped_by_reason"
+    }
+    reasons = Counter(one.skipped_by_reason) + Counter(other.skipped_by_reason)
+    return CampaignCounters(**sums, skipped_by_reason=dict(reasons))

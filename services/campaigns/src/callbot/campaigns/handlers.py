@@ -39,6 +39,7 @@ from callbot.common.campaigns import (
     CampaignSettings,
     CampaignStart,
     SuppressionsAdd,
+    counters_of_rows,
 )
 from callbot.common.contracts import (
     CampaignCompleted,
@@ -113,22 +114,23 @@ async def handle_request(
     if isinstance(request, CampaignAddRecipients):
         if campaign["state"] != "draft":
             return RpcFailure(code="bad_request", message="recipients go only into a draft")
-        await add_recipients(campaign, request, ports)
-        return CampaignAck(campaign_id=request.campaign_id, state="draft")
+        counters = await add_recipients(campaign, request, ports)
+        return CampaignAck(campaign_id=request.campaign_id, state="draft", counters=counters)
     if isinstance(request, CampaignDiscard):
         if campaign["state"] != "draft":
             return RpcFailure(code="bad_request", message="only a draft can be discarded")
         await store.delete_campaign(request.campaign_id)
         return CampaignAck(campaign_id=request.campaign_id)
     if isinstance(request, CampaignStart):
-        # Counted before the state changes: a start its deadline cuts short
-        # (a million rows to count) leaves a draft, which gateway discards,
-        # never a running campaign whose creation was answered with an error.
-        counters = await store.counters(request.campaign_id)
+        # One update, no count: gateway adds up the chunks' counters. Counting
+        # a list of a million rows here could outlast the deadline and leave
+        # a running campaign whose creation was answered with an error.
         updated = await store.set_campaign_state(
             request.campaign_id, ["draft", "running"], "running", now
         )
-        return await _ack(updated, campaign, ports, counters)
+        if updated is None:
+            return RpcFailure(code="bad_request", message=f"campaign is {campaign['state']}")
+        return CampaignAck(campaign_id=updated["_id"], state=updated["state"])
     return await control(campaign, request, ports)
 
 
@@ -158,27 +160,24 @@ async def control(
 
 
 async def _ack(
-    updated: dict[str, Any] | None,
-    campaign: dict[str, Any],
-    ports: CampaignPorts,
-    counters: CampaignCounters | None = None,
+    updated: dict[str, Any] | None, campaign: dict[str, Any], ports: CampaignPorts
 ) -> CampaignAck | RpcFailure:
-    """The campaign after a state change, with its counters (counted now
-    unless the caller counted them already)."""
     if updated is None:
         return RpcFailure(code="bad_request", message=f"campaign is {campaign['state']}")
     return CampaignAck(
         campaign_id=updated["_id"],
         state=updated["state"],
-        counters=await ports.store.counters(updated["_id"]) if counters is None else counters,
+        counters=await ports.store.counters(updated["_id"]),
     )
 
 
 async def add_recipients(
     campaign: dict[str, Any], request: CampaignAddRecipients, ports: CampaignPorts
-) -> None:
+) -> CampaignCounters:
     """Check a chunk of rows and store one attempt per row: dialable ones
-    `pending` at their first allowed time, the others `skipped` with why."""
+    `pending` at their first allowed time, the others `skipped` with why.
+    Returns the chunk's counters: of the rows as stored, which for a chunk
+    delivered again are those of its first delivery."""
     store = ports.store
     now = ports.clock()
     campaign_id = campaign["_id"]
@@ -217,7 +216,9 @@ async def add_recipients(
         else:
             document.update(state="skipped", skip_reason=reason, problem=row.problem)
         documents.append(document)
-    await store.insert_attempts(documents)
+    if await store.insert_attempts(documents) < len(documents):
+        documents = await store.attempts_by_id([document["_id"] for document in documents])
+    return counters_of_rows(documents)
 
 
 # --- dialing ----------------------------------------------------------------

@@ -190,6 +190,12 @@ class CampaignStore:
             return len(documents) - len(errors)
         return len(result.inserted_ids)
 
+    async def attempts_by_id(self, attempt_ids: list[str]) -> list[Document]:
+        """The stored rows of these ids (what counters read of them)."""
+        return await self.attempts.find(
+            {"_id": {"$in": attempt_ids}}, projection={"state": 1, "skip_reason": 1, "tries": 1}
+        ).to_list(None)
+
     async def count_active(self, campaign_id: str) -> int:
         return await self.attempts.count_documents(
             {"campaign_id": campaign_id, "state": {"$in": list(ACTIVE_ATTEMPT_STATES)}}

@@ -38,6 +38,7 @@ from callbot.common.campaigns import (
     CampaignStart,
     RecipientRow,
     SuppressionsAdd,
+    added,
 )
 from callbot.common.contracts import CampaignCounters, Message, RpcFailure, new_id
 from callbot.common.messaging import RpcError, RpcTimeout
@@ -136,14 +137,17 @@ async def create_from_rows(
     await _rpc(resources, CampaignCreate(campaign_id=campaign_id, settings=settings))
     try:
         total = 0
+        # Each chunk's ack counts its rows: the start need not count the list.
+        counters = CampaignCounters()
         checked = _placeholders_given(rows, agent, settings.variables)
         while chunk := await asyncio.to_thread(_take, checked, CHUNK_ROWS):
             total += len(chunk)
             if total > MAX_ROWS:
                 raise BadRecipientRow(chunk[-1].row, f"more than {MAX_ROWS} recipients")
-            await _rpc(
+            added_rows = await _rpc(
                 resources, CampaignAddRecipients(campaign_id=campaign_id, recipients=tuple(chunk))
             )
+            counters = added(counters, added_rows.counters or CampaignCounters())
         if total == 0:
             raise BadRecipientRow(1, "no recipients: the list has a header and no rows")
         ack = await _rpc(resources, CampaignStart(campaign_id=campaign_id))
@@ -159,7 +163,7 @@ async def create_from_rows(
         campaign_id=campaign_id,
         state=ack.state or "running",
         settings=settings,
-        counters=ack.counters or CampaignCounters(),
+        counters=counters,
     )
 
 
