@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -47,18 +47,6 @@ def user_says(text: str) -> list[ChatCompletionMessageParam]:
         {"role": "system", "content": "You collect contact data."},
         {"role": "user", "content": text},
     ]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(fake: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0) as c:
-        yield c
 
 
 async def ask(client: openai.AsyncOpenAI, text: str) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import wave
-from collections.abc import AsyncIterator
 
 import openai
 import pytest
@@ -20,18 +19,6 @@ def silence_wav(seconds: float, channels: int = 1) -> bytes:
         audio.setframerate(8000)
         audio.writeframes(bytes(int(8000 * seconds) * 2 * channels))
     return buffer.getvalue()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(fake: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0) as c:
-        yield c
 
 
 async def test_a_scripted_transcript_comes_with_its_segments(
