@@ -156,14 +156,11 @@ async def control(
             message=f"cannot {request.action} a campaign that is {campaign['state']}",
         )
     log.info("campaign %s", request.action, extra={"campaign_id": campaign_id})
-    return await _ack(updated, campaign, ports)
+    return await _ack(updated, ports)
 
 
-async def _ack(
-    updated: dict[str, Any] | None, campaign: dict[str, Any], ports: CampaignPorts
-) -> CampaignAck | RpcFailure:
-    if updated is None:
-        return RpcFailure(code="bad_request", message=f"campaign is {campaign['state']}")
+async def _ack(updated: dict[str, Any], ports: CampaignPorts) -> CampaignAck:
+    """The campaign after a pause, resume or cancel, with its counters."""
     return CampaignAck(
         campaign_id=updated["_id"],
         state=updated["state"],
