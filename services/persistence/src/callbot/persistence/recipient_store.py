@@ -171,11 +171,9 @@ class MongoRecipientStore:
         await self._recipients.create_indexes(list(RECIPIENT_INDEXES))
 
     async def record_call(self, call: CallDocument) -> None:
-        if not applies_to_recipient(call):
+        key = counted_recipient_key(call)
+        if key is None:
             return
-        assert call.agent_id is not None
-        assert call.to is not None
-        key = recipient_key(call.agent_id, call.to)
         await self._count(key, call)
         operations = [
             UpdateOne({"_id": key, **condition}, self._stamped(update))
@@ -230,11 +228,11 @@ class InMemoryRecipientStore:
         return None
 
     async def record_call(self, call: CallDocument) -> None:
-        if not applies_to_recipient(call):
+        key = counted_recipient_key(call)
+        if key is None:
             return
-        assert call.agent_id is not None
+        assert call.agent_id is not None  # counted_recipient_key checked both
         assert call.to is not None
-        key = recipient_key(call.agent_id, call.to)
         current = self.recipients.get(key) or blank_recipient(call.agent_id, call.to)
         self._keep(key, current, apply_call(current, call))
 
