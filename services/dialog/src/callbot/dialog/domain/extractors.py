@@ -145,6 +145,10 @@ _LEAD_PHRASES = (
     "name's",
     "you can call me",
 )
+# Lower-case words inside a name ("Guido van Rossum", "Ludwig van Beethoven").
+_NAME_PARTICLES = frozenset(
+    {"van", "von", "de", "der", "den", "da", "di", "del", "la", "le", "bin"}
+)
 _COURTESY = frozenset(
     {"thanks", "thank you", "thank you very much", "thanks a lot", "cheers", "please"}
 )
@@ -442,28 +446,65 @@ def extract_choice(utterance: str, choices: tuple[str, ...]) -> str | None:
 
 
 def extract_string(utterance: str, is_name: bool) -> str | None:
-    """The answer without lead-ins ("sure, it's", "my name is") and trailing
-    courtesies ("Thank you."); a name is cut at the end of its sentence."""
+    """The answer without lead-ins ("sure, it's", "my name is", fillers between
+    them) and trailing courtesies ("Thank you."); a name is the fullest of its
+    sentences ("Grace. Grace Hopper." gives "Grace Hopper")."""
     words = clip(utterance).split()
-    lowered = [word.lower().replace("\u2019", "'").strip(",.!?") for word in words]
-    start = 0
-    while start < len(words) and lowered[start] in _LEAD_WORDS:
-        start += 1
-    start = _after_my_x_is(lowered, start)
-    for phrase in sorted(_LEAD_PHRASES, key=len, reverse=True):
-        size = len(phrase.split())
-        if " ".join(lowered[start : start + size]) == phrase:
-            start += size
-            break
-    kept = words[start:]
+    kept = words[_after_lead_ins(words)]
     if is_name:
-        for index, word in enumerate(kept):
-            if word[-1:] in _SENTENCE_END or word.endswith(","):
-                kept = kept[: index + 1]
-                break
+        kept = _fullest_name(kept)
     text = " ".join(kept)
     text = _without_courtesy(text).strip(" .,!?")
     return text or None
+
+
+def _lowered(word: str) -> str:
+    return word.lower().replace("\u2019", "'").strip(",.!?")
+
+
+def _after_lead_ins(words: list[str]) -> slice:
+    """The words after what people say before the answer itself, in any
+    order and repeated ("Oh okay. It's, um, ...")."""
+    lowered = [_lowered(word) for word in words]
+    start, moved = 0, True
+    while moved:
+        before = start
+        while start < len(words) and lowered[start] in _LEAD_WORDS:
+            start += 1
+        start = _after_my_x_is(lowered, start)
+        for phrase in sorted(_LEAD_PHRASES, key=len, reverse=True):
+            size = len(phrase.split())
+            if " ".join(lowered[start : start + size]) == phrase:
+                start += size
+                break
+        moved = start > before
+    return slice(start, None)
+
+
+def _fullest_name(words: list[str]) -> list[str]:
+    """Of the answer's pieces (cut at sentence ends and commas, each without
+    its lead-ins), the one with the most words that all look like a name's
+    (capitalised, or a particle such as "van"); the first piece when none do."""
+    pieces: list[list[str]] = [[]]
+    for word in words:
+        pieces[-1].append(word)
+        if word[-1:] in _SENTENCE_END or word.endswith(","):
+            pieces.append([])
+    pieces = [piece[_after_lead_ins(piece)] for piece in pieces]
+    pieces = [piece for piece in pieces if piece]
+    names = [piece for piece in pieces if _looks_like_a_name(piece)]
+    if names:
+        return max(names, key=len)  # the first of the longest
+    return pieces[0] if pieces else []
+
+
+def _looks_like_a_name(words: list[str]) -> bool:
+    if " ".join(_lowered(word) for word in words) in _COURTESY:
+        return False
+    stripped = [word.strip(",.!?") for word in words]
+    return any(word[:1].isupper() for word in stripped) and all(
+        word[:1].isupper() or word.lower() in _NAME_PARTICLES for word in stripped
+    )
 
 
 def _after_my_x_is(lowered: list[str], start: int) -> int:
