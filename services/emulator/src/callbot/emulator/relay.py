@@ -219,7 +219,10 @@ class _Heard:
 
 async def _next_message(socket: ClientConnection, timeout_s: float) -> dict[str, Any]:
     try:
-        raw = await asyncio.wait_for(socket.recv(), timeout_s)
+        # asyncio.timeout, not wait_for: no task of its own per message
+        # (Python 3.11), so the reply's timing is not billed a loop turn.
+        async with asyncio.timeout(timeout_s):
+            raw = await socket.recv()
     except TimeoutError:
         raise RelayStalled(f"no reply within {timeout_s} s") from None
     message = json.loads(raw)
