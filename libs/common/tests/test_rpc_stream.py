@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from callbot.common.contracts import (
     DIALOG_REQUEST_ADAPTER,
@@ -20,6 +21,7 @@ from callbot.common.contracts import (
 )
 from callbot.common.messaging import (
     Deadline,
+    RpcBadReply,
     RpcTimeout,
     StreamEmit,
     StreamingRpcClient,
@@ -27,6 +29,7 @@ from callbot.common.messaging import (
     Topology,
     stream_cancel_exchange,
 )
+from callbot.common.streaming import STREAM_CANCEL_ADAPTER, StreamChunk
 
 pytestmark = pytest.mark.rabbit
 
@@ -206,3 +209,39 @@ async def test_cancel_reaches_the_server_after_the_reading_task_was_cancelled(
     await asyncio.wait_for(server.stop(), 5)
     assert worker.cancelled == ["count 500"]
     assert len(worker.emitted) < 500
+
+
+async def test_a_chunk_out_of_order_is_refused_and_the_work_cancelled(
+    amqp_connection: AbstractRobustConnection, topology: Topology, stream_queue: str
+) -> None:
+    # A server that skips chunk 0, played by hand: the caller must not speak
+    # chunk 1 and must stop the work rather than let it run to the deadline.
+    channel = await amqp_connection.channel()
+    cancels = await channel.declare_queue(exclusive=True)
+    exchange = await channel.get_exchange(stream_cancel_exchange(topology.namespace), ensure=False)
+    client = await _client(amqp_connection, topology)  # declares the cancel exchange
+    await cancels.bind(exchange)
+    requests = await channel.get_queue(stream_queue)
+    stream = await client.open(stream_queue, _turn("count 3"), DIALOG_RESPONSE_ADAPTER, timeout_s=5)
+    request = await _get(requests)
+    assert request.reply_to is not None
+    gap = StreamChunk(seq=1, text="w1 ")
+    await channel.default_exchange.publish(
+        aio_pika.Message(gap.to_json(), correlation_id=request.correlation_id, type=gap.type),
+        routing_key=request.reply_to,
+    )
+    with pytest.raises(RpcBadReply, match="chunk 1 arrived, expected 0"):
+        _ = [chunk async for chunk in stream.chunks()]
+    cancel = STREAM_CANCEL_ADAPTER.validate_json((await _get(cancels)).body)
+    assert cancel.correlation_id == request.correlation_id
+    assert "chunk 1 arrived" in cancel.reason
+
+
+async def _get(queue: AbstractQueue) -> AbstractIncomingMessage:
+    """The queue's next message, waiting up to 5 s for it."""
+    async with asyncio.timeout(5):
+        while True:
+            message = await queue.get(no_ack=True, fail=False)
+            if message is not None:
+                return message
+            await asyncio.sleep(0.02)

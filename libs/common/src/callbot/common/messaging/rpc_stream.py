@@ -4,7 +4,8 @@ The request travels like a one-shot RPC request (`rpc.py`): the same queue,
 the `x-deadline-ms` header, an AMQP expiration, direct reply-to. The server
 answers with `StreamChunk`s numbered from 0 and one `StreamFinal`, all
 published on one channel to the caller's reply-to address, so they arrive in
-order; the caller checks the numbering and refuses a gap (`RpcBadReply`).
+order; the caller checks the numbering and refuses a gap (`RpcBadReply`),
+cancelling the work.
 To stop the work early the caller publishes a `StreamCancel` on the fanout
 exchange `<namespace>.rpc.cancel`: every server replica has a queue of its
 own bound to it, and the replica running that request cancels its task (the
@@ -102,29 +103,30 @@ class RpcStream(Generic[Rep]):
         return self._next_seq
 
     async def chunks(self) -> AsyncIterator[str]:
-        """The text chunks in order. Raises `RpcTimeout` at the deadline and
-        `RpcBadReply` on a frame that is not valid or out of order."""
+        """The text chunks in order. Raises `RpcTimeout` at the deadline (the
+        server stops at the same deadline) and `RpcBadReply` on a frame that is
+        not valid or out of order (the work is cancelled on its replica)."""
         try:
             while True:
                 body = await self._next_frame()
                 try:
                     frame = STREAM_FRAME_ADAPTER.validate_json(body)
                 except ValidationError as exc:
-                    raise RpcBadReply(f"{self._method}: invalid stream frame: {exc}") from exc
+                    raise await self._refused(f"invalid stream frame: {exc}") from exc
                 if isinstance(frame, StreamChunk):
                     if frame.seq != self._next_seq:
-                        raise RpcBadReply(
-                            f"{self._method}: chunk {frame.seq} arrived, expected {self._next_seq}"
+                        raise await self._refused(
+                            f"chunk {frame.seq} arrived, expected {self._next_seq}"
                         )
                     self._next_seq += 1
                     yield frame.text
                     continue
+                self._done = True  # the final frame: the work is over
                 if frame.chunks != self._next_seq:
                     raise RpcBadReply(
                         f"{self._method}: the stream ended after {frame.chunks} chunks, "
                         f"{self._next_seq} arrived"
                     )
-                self._done = True
                 try:
                     self.reply = self._adapter.validate_python(frame.reply)
                 except ValidationError as exc:
@@ -134,6 +136,12 @@ class RpcStream(Generic[Rep]):
             # Left early (cancelled, timed out, a bad frame): later frames are
             # dropped; `cancel` still reaches the server.
             self._client.forget(self.correlation_id)
+
+    async def _refused(self, problem: str) -> RpcBadReply:
+        """A frame the caller cannot use: the work stops on its replica now
+        (the caller speaks its fallback instead), not at the deadline."""
+        await self.cancel(f"bad reply: {problem}"[:200])
+        return RpcBadReply(f"{self._method}: {problem}")
 
     async def _next_frame(self) -> bytes:
         remaining = self._deadline.remaining()
