@@ -1,8 +1,9 @@
 """Issue 14: `POST /v1/calls` with an `Idempotency-Key` places one call, however
 many times (and however concurrently) it is sent; a key whose call Twilio
-refused may be used again. On the real processes: gateway, persistence (which
-claims the key in MongoDB) and the Twilio emulator, whose record of created
-calls is what "one call" is counted on."""
+refused may be used again; a key sent with another request is refused. On
+the real processes: gateway, persistence (which claims the key in MongoDB)
+and the Twilio emulator, whose record of created calls is what "one call" is
+counted on."""
 
 from __future__ import annotations
 
@@ -80,6 +81,32 @@ def test_a_key_whose_call_twilio_refused_may_be_used_again(e2e: E2EStack) -> Non
     assert "Idempotent-Replayed" not in placed.headers
     assert _created_at_twilio(e2e, to) == [placed.json()["call_sid"]]
     e2e.emulator.wait_for_call(placed.json()["call_sid"], 90)
+
+
+def test_a_key_reused_for_another_request_is_422_and_places_nothing(e2e: E2EStack) -> None:
+    e2e.put_agent("idem", agent_definition("idem"))
+    to, other_to = "+14155550184", "+14155550185"
+    first = e2e.api.post("/v1/calls", json=_call(to), headers={"Idempotency-Key": "k-reused"})
+    assert first.status_code == 201, first.text
+
+    # Another number, or the same number for another person: not a retry.
+    for body in (_call(other_to), {**_call(to), "recipient": {"name": "Grace"}}):
+        reused = e2e.api.post("/v1/calls", json=body, headers={"Idempotency-Key": "k-reused"})
+        assert reused.status_code == 422, reused.text
+        assert first.json()["call_id"] in reused.json()["detail"]
+        assert "send a new key for a new call" in reused.json()["detail"]
+    assert _created_at_twilio(e2e, other_to) == []
+    assert _created_at_twilio(e2e, to) == [first.json()["call_sid"]]
+
+    # The same request spelled differently (key order, a default given) is a retry.
+    retry = e2e.api.post(
+        "/v1/calls",
+        json={"recipient": {"name": "Ada"}, "variables": {}, "to": to, "agent_id": "idem"},
+        headers={"Idempotency-Key": "k-reused"},
+    )
+    assert (retry.status_code, retry.json()["call_id"]) == (201, first.json()["call_id"])
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    e2e.emulator.wait_for_call(first.json()["call_sid"], 90)
 
 
 def test_a_malformed_key_is_422_naming_the_header(e2e: E2EStack) -> None:

@@ -462,12 +462,14 @@ class CallClaim(Message):
     """gateway → persistence: reserve an `Idempotency-Key` for one call. The first
     claim of a key wins and places `call_id`; until the claim expires, every later
     claim of the key gets the winner's `call_id` instead, so a retry never places
-    a second call."""
+    a second call. `request_digest` fingerprints the request the key came with,
+    so a key reused for another request is told apart from a retry."""
 
     type: Literal["call.claim"] = "call.claim"
     key: str = Field(min_length=1, max_length=128)  # digest of the API key and the header
     call_id: str = Field(min_length=1)
     ttl_s: int = Field(default=86_400, ge=1)
+    request_digest: str = Field(default="", max_length=128)
 
 
 class CallClaimed(Message):
@@ -475,6 +477,8 @@ class CallClaimed(Message):
     key: str
     call_id: str  # the call the key belongs to: the claimant's when `won`
     won: bool
+    # The winner's `request_digest` ("" for a claim stored without one).
+    request_digest: str = ""
 
 
 class CallClaimRelease(Message):

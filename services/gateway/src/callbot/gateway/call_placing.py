@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -76,12 +77,21 @@ class CallOutcome:
     replayed: bool = False  # the key's first call, not a new one
 
 
+@dataclass(frozen=True)
+class KeyHolder:
+    """The call an `Idempotency-Key` belongs to, and the digest of its request
+    ("" for a claim stored before claims kept one)."""
+
+    call_id: str
+    request_digest: str
+
+
 class CallClaims(Protocol):
     """The `Idempotency-Key` claims, kept by persistence."""
 
-    async def claim(self, key: str, call_id: str, ttl_s: int) -> str:
-        """The call id the key belongs to (`call_id` when this claim won);
-        raises `CallRefused` when the claim cannot be made now."""
+    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> KeyHolder:
+        """Who holds the key (`call_id` when this claim won); raises
+        `CallRefused` when the claim cannot be made now."""
         ...
 
     async def release(self, key: str, call_id: str) -> None: ...
@@ -91,6 +101,15 @@ def idempotency_digest(api_key: str, idempotency_key: str) -> str:
     """Keys are per API key: two clients choosing the same key never collide."""
     caller = hashlib.sha256(api_key.encode()).hexdigest()
     return hashlib.sha256(f"{caller}:{idempotency_key}".encode()).hexdigest()
+
+
+def request_digest(request: CallRequest) -> str:
+    """The request as parsed, not as sent: a retry whose JSON differs only in
+    key order, spacing or defaults spelled out is the same request."""
+    canonical = json.dumps(
+        request.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class CallPlacer:
@@ -129,9 +148,16 @@ class CallPlacer:
         if idempotency_key is None:
             return await self._place(call_id, agent, request)
         key = idempotency_digest(api_key, idempotency_key)
-        owner = await self._claims.claim(key, call_id, IDEMPOTENCY_TTL_S)
-        if owner != call_id:
-            return await self._first_call(owner)
+        digest = request_digest(request)
+        holder = await self._claims.claim(key, call_id, IDEMPOTENCY_TTL_S, digest)
+        if holder.call_id != call_id:
+            if holder.request_digest and holder.request_digest != digest:
+                raise CallRefused(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"this Idempotency-Key placed call {holder.call_id} for a different "
+                    "request; no call was placed: send a new key for a new call",
+                )
+            return await self._first_call(holder.call_id)
         try:
             return await self._place(call_id, agent, request)
         except CallRefused as refused:

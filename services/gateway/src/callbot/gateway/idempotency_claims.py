@@ -15,7 +15,7 @@ from callbot.common.contracts import (
     RpcFailure,
 )
 from callbot.common.messaging import RpcClient, RpcError
-from callbot.gateway.call_placing import CallRefused
+from callbot.gateway.call_placing import CallRefused, KeyHolder
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,11 @@ class PersistenceCallClaims:
         self._rpc = rpc
         self._queue = queue
 
-    async def claim(self, key: str, call_id: str, ttl_s: int) -> str:
+    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> KeyHolder:
         try:
             reply = await self._rpc.call(
                 self._queue,
-                CallClaim(key=key, call_id=call_id, ttl_s=ttl_s),
+                CallClaim(key=key, call_id=call_id, ttl_s=ttl_s, request_digest=request_digest),
                 PERSISTENCE_RESPONSE_ADAPTER,
                 timeout_s=CLAIM_TIMEOUT_S,
             )
@@ -41,7 +41,7 @@ class PersistenceCallClaims:
             await self.release(key, call_id)
             raise _unavailable(str(exc)) from exc
         if isinstance(reply, CallClaimed):
-            return reply.call_id
+            return KeyHolder(reply.call_id, reply.request_digest)
         message = reply.message if isinstance(reply, RpcFailure) else f"unexpected {reply.type}"
         raise _unavailable(message)
 
