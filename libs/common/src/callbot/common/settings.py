@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         "per gateway process (sessions end when it restarts and do not carry across replicas).",
     )
     console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=30 * 86400)
+    # Failed sign-ins one client address may make within the window (per process).
+    console_sign_in_failures: int = Field(default=10, ge=1, le=10_000)
+    console_sign_in_window_s: int = Field(default=300, ge=1, le=86_400)
 
     # Persistence
     completed_sweep_interval_s: float = Field(default=30.0, gt=0)

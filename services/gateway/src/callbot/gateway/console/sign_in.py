@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -46,14 +47,31 @@ async def sign_in(
 ) -> Response:
     if not _same_origin(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in from the console's own page")
+    # The address as uvicorn saw it: behind a proxy, FORWARDED_ALLOW_IPS makes it the client's.
+    address = request.client.host if request.client else "unknown"
+    wait_s = console.sign_ins.retry_after_s(address)
+    if wait_s > 0:
+        log.warning("console sign-in refused: too many failures", extra={"client": address})
+        refused = render_public(
+            "sign_in.html",
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            next=_safe_next(next),
+            error=f"Too many failed sign-ins from this address; try again in "
+            f"{math.ceil(wait_s)} s.",
+        )
+        refused.headers["Retry-After"] = str(math.ceil(wait_s))
+        return refused
     opened = console.sessions.sign_in(api_key.strip(), resources.settings.api_keys)
     if opened is None:
+        console.sign_ins.failed(address)
+        log.warning("console sign-in with a wrong API key", extra={"client": address})
         return render_public(
             "sign_in.html",
             status_code=status.HTTP_401_UNAUTHORIZED,
             next=_safe_next(next),
             error="That is not one of this gateway's API keys (CALLBOT_API_KEYS).",
         )
+    console.sign_ins.succeeded(address)
     session, cookie = opened
     log.info("console sign-in", extra={"actor": session.actor})
     response = redirect(_safe_next(next))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from callbot.gateway.console.live_feed import LiveFeed
 from callbot.gateway.console.sessions import ConsoleSessions
+from callbot.gateway.console.sign_in_throttle import SignInThrottle
 from callbot.gateway.resources import GatewayResources
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 class ConsoleState:
     sessions: ConsoleSessions
     live: LiveFeed
+    sign_ins: SignInThrottle
     cookie_secure: bool  # Secure cookies when gateway is reached over https
 
 
@@ -38,6 +40,9 @@ async def console_running(resources: GatewayResources) -> AsyncIterator[ConsoleS
         yield ConsoleState(
             sessions=ConsoleSessions(secret, settings.console_session_ttl_s),
             live=live,
+            sign_ins=SignInThrottle(
+                settings.console_sign_in_failures, settings.console_sign_in_window_s
+            ),
             cookie_secure=settings.public_base_url.startswith("https://"),
         )
     finally:
