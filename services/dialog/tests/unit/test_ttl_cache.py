@@ -1,14 +1,7 @@
 from __future__ import annotations
 
 from callbot.dialog.ttl_cache import TtlLruCache
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from callbot.testkit.clocks import Ticks
 
 
 def test_least_recently_used_entry_goes_first() -> None:

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from callbot.gateway.console.sign_in_throttle import OVERALL_FACTOR, SignInThrottle
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from callbot.testkit.clocks import Ticks
 
 
 def test_an_address_waits_once_it_failed_limit_times_within_the_window() -> None:
-    clock = Clock()
+    clock = Ticks(1000.0)
     throttle = SignInThrottle(3, 60, clock=clock)
     for _ in range(3):
         assert throttle.retry_after_s("10.0.0.1") == 0
@@ -28,7 +21,7 @@ def test_an_address_waits_once_it_failed_limit_times_within_the_window() -> None
 
 
 def test_a_success_clears_the_address_count() -> None:
-    throttle = SignInThrottle(2, 60, clock=Clock())
+    throttle = SignInThrottle(2, 60, clock=Ticks(1000.0))
     throttle.failed("10.0.0.1")
     throttle.succeeded("10.0.0.1")
     throttle.failed("10.0.0.1")
@@ -37,7 +30,7 @@ def test_a_success_clears_the_address_count() -> None:
 
 def test_failures_from_many_addresses_hold_everyone() -> None:
     # Addresses come from X-Forwarded-For and can be forged: the overall cap holds.
-    clock = Clock()
+    clock = Ticks(1000.0)
     throttle = SignInThrottle(2, 60, clock=clock)
     for n in range(2 * OVERALL_FACTOR):
         throttle.failed(f"forged-{n}")
@@ -47,7 +40,7 @@ def test_failures_from_many_addresses_hold_everyone() -> None:
 
 
 def test_memory_is_bounded_forgetting_the_address_that_failed_longest_ago() -> None:
-    throttle = SignInThrottle(1, 60, max_addresses=2, clock=Clock())
+    throttle = SignInThrottle(1, 60, max_addresses=2, clock=Ticks(1000.0))
     for address in ("a", "b", "c"):
         throttle.failed(address)
     assert throttle.retry_after_s("a") == 0  # forgotten
