@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from fastapi import status
 
 from callbot.common.agents import Agent
-from callbot.common.contracts import CallCreated, new_id
+from callbot.common.contracts import CallClaimed, CallCreated, new_id
 from callbot.common.logs import log_context
 from callbot.common.messaging import EventPublisher
 from callbot.gateway.domain.callback_urls import CallbackUrls
@@ -77,21 +77,13 @@ class CallOutcome:
     replayed: bool = False  # the key's first call, not a new one
 
 
-@dataclass(frozen=True)
-class KeyHolder:
-    """The call an `Idempotency-Key` belongs to, and the digest of its request
-    ("" for a claim stored before claims kept one)."""
-
-    call_id: str
-    request_digest: str
-
-
 class CallClaims(Protocol):
     """The `Idempotency-Key` claims, kept by persistence."""
 
-    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> KeyHolder:
-        """Who holds the key (`call_id` when this claim won); raises
-        `CallRefused` when the claim cannot be made now."""
+    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> CallClaimed:
+        """Persistence's answer: who holds the key, and the digest of the
+        request that won it; raises `CallRefused` when the claim cannot be
+        made now."""
         ...
 
     async def release(self, key: str, call_id: str) -> None: ...
@@ -149,15 +141,15 @@ class CallPlacer:
             return await self._place(call_id, agent, request)
         key = idempotency_digest(api_key, idempotency_key)
         digest = request_digest(request)
-        holder = await self._claims.claim(key, call_id, IDEMPOTENCY_TTL_S, digest)
-        if holder.call_id != call_id:
-            if holder.request_digest and holder.request_digest != digest:
+        claimed = await self._claims.claim(key, call_id, IDEMPOTENCY_TTL_S, digest)
+        if not claimed.won:
+            if claimed.request_digest and claimed.request_digest != digest:
                 raise CallRefused(
                     status.HTTP_422_UNPROCESSABLE_CONTENT,
-                    f"this Idempotency-Key placed call {holder.call_id} for a different "
+                    f"this Idempotency-Key placed call {claimed.call_id} for a different "
                     "request; no call was placed: send a new key for a new call",
                 )
-            return await self._first_call(holder.call_id)
+            return await self._first_call(claimed.call_id)
         try:
             return await self._place(call_id, agent, request)
         except CallRefused as refused:

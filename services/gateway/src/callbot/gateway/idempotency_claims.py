@@ -15,7 +15,7 @@ from callbot.common.contracts import (
     RpcFailure,
 )
 from callbot.common.messaging import RpcClient, RpcError
-from callbot.gateway.call_placing import CallRefused, KeyHolder
+from callbot.gateway.call_placing import CallRefused
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class PersistenceCallClaims:
         self._rpc = rpc
         self._queue = queue
 
-    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> KeyHolder:
+    async def claim(self, key: str, call_id: str, ttl_s: int, request_digest: str) -> CallClaimed:
         try:
             reply = await self._rpc.call(
                 self._queue,
@@ -41,7 +41,7 @@ class PersistenceCallClaims:
             await self.release(key, call_id)
             raise _unavailable(str(exc)) from exc
         if isinstance(reply, CallClaimed):
-            return KeyHolder(reply.call_id, reply.request_digest)
+            return reply
         message = reply.message if isinstance(reply, RpcFailure) else f"unexpected {reply.type}"
         raise _unavailable(message)
 

@@ -49,17 +49,16 @@ async def sign_in(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "sign in from the console's own page")
     # The address as uvicorn saw it: behind a proxy, FORWARDED_ALLOW_IPS makes it the client's.
     address = request.client.host if request.client else "unknown"
-    wait_s = console.sign_ins.retry_after_s(address)
+    wait_s = math.ceil(console.sign_ins.retry_after_s(address))
     if wait_s > 0:
         log.warning("console sign-in refused: too many failures", extra={"client": address})
         refused = render_public(
             "sign_in.html",
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             next=_safe_next(next),
-            error=f"Too many failed sign-ins from this address; try again in "
-            f"{math.ceil(wait_s)} s.",
+            error=f"Too many failed sign-ins from this address; try again in {wait_s} s.",
         )
-        refused.headers["Retry-After"] = str(math.ceil(wait_s))
+        refused.headers["Retry-After"] = str(wait_s)
         return refused
     opened = console.sessions.sign_in(api_key.strip(), resources.settings.api_keys)
     if opened is None:
