@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from callbot.dialog.llm import _is_transient
-from callbot.dialog.llm_stream import completion_chunks, event_data
+from callbot.dialog.llm_stream import completion_chunks, event_data, read_streamed_completion
+from callbot.dialog.streamed_speech import StreamedSpeech
 
 _REQUEST = httpx2.Request("POST", "http://model.test/v1/chat/completions")
 
@@ -72,6 +74,26 @@ async def test_the_chunks_end_at_done() -> None:
 async def test_a_chunk_without_the_fields_a_lax_server_leaves_out_is_read() -> None:
     lax = {"id": "1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
     assert await _texts(_response(_events(lax))) == ["Hi"]
+
+
+async def test_a_lax_servers_stream_makes_a_whole_completion() -> None:
+    lax = [
+        {"id": "1", "model": "m", "choices": [{"index": 0, "delta": {"content": piece}}]}
+        for piece in ("Hello", " there.")
+    ]
+    client = openai.AsyncOpenAI(api_key="unused", base_url="http://model.test/v1")
+    stream = openai.AsyncStream(
+        cast_to=ChatCompletionChunk, response=_response(_events(*lax)), client=client
+    )
+    sent: list[str] = []
+
+    async def emit(text: str) -> None:
+        sent.append(text)
+
+    completion = await read_streamed_completion(stream, StreamedSpeech(emit))
+    assert completion.choices[0].message.content == "Hello there."
+    assert (completion.created, completion.model) == (0, "m")
+    assert sent == []  # its one clause waits for the turn's line (`finish`)
 
 
 async def test_an_error_sent_mid_stream_raises_with_the_servers_message() -> None:

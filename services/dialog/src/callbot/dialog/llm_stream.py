@@ -43,7 +43,12 @@ async def read_streamed_completion(
     speech.begin_completion()
     async with stream:
         async for chunk in completion_chunks(stream.response):
-            header = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+            # A lax server's chunk may lack these (see `_chunk`); the completion needs them.
+            header = {
+                "id": chunk.id or "streamed",
+                "created": chunk.created or 0,
+                "model": chunk.model or "",
+            }
             if not chunk.choices:
                 continue  # the usage chunk
             choice = chunk.choices[0]
