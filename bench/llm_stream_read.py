@@ -42,7 +42,11 @@ def _event(text: str) -> bytes:
         "model": "bench",
         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
     }
-    data = f"data: {json.dumps(chunk)}\n\n".encode()
+    return _chunked(f"data: {json.dumps(chunk)}\n\n".encode())
+
+
+def _chunked(data: bytes) -> bytes:
+    """`data` as one chunk of HTTP/1.1's chunked transfer coding."""
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
@@ -52,7 +56,8 @@ class SseServer:
     def __init__(self, idle_s: float) -> None:
         self.idle_s = idle_s
         self.first_written = 0.0
-        self._rest = b"".join(_event(p) for p in PIECES[1:]) + _event_done() + b"0\r\n\r\n"
+        rest = [_event(piece) for piece in PIECES[1:]] + [_chunked(b"data: [DONE]\n\n")]
+        self._rest = b"".join(rest) + b"0\r\n\r\n"  # the last chunk: the body ends
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
@@ -74,11 +79,6 @@ class SseServer:
             writer.write(_event(PIECES[0]))
             writer.write(self._rest)
             await writer.drain()
-
-
-def _event_done() -> bytes:
-    data = b"data: [DONE]\n\n"
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 async def run(reader: str, server: SseServer, base_url: str, streams: int) -> None:

@@ -31,6 +31,8 @@ from pydantic import ValidationError
 from callbot.dialog.streamed_speech import StreamedSpeech
 
 END_OF_STREAM = "[DONE]"
+# The completion's id, created and model when no chunk gave them.
+_NO_HEADER: dict[str, Any] = {"id": "streamed", "created": 0, "model": ""}
 
 
 async def read_streamed_completion(
@@ -39,16 +41,12 @@ async def read_streamed_completion(
     text: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     finish_reason = "stop"
-    header: dict[str, Any] = {"id": "streamed", "created": 0, "model": ""}
+    header = dict(_NO_HEADER)
     speech.begin_completion()
     async with stream:
         async for chunk in completion_chunks(stream.response):
             # A lax server's chunk may lack these (see `_chunk`); the completion needs them.
-            header = {
-                "id": chunk.id or "streamed",
-                "created": chunk.created or 0,
-                "model": chunk.model or "",
-            }
+            header = {field: getattr(chunk, field) or empty for field, empty in _NO_HEADER.items()}
             if not chunk.choices:
                 continue  # the usage chunk
             choice = chunk.choices[0]
